@@ -1,0 +1,44 @@
+"""chatpersist: never lose a streamed chat answer.
+
+Drafts are flushed to the database every N chunks or T seconds while an answer
+streams, and once more however the stream ends; the history loader shows drafts
+nobody is writing any more as interrupted.
+"""
+
+from ._clock import Clock, ManualClock, SystemClock
+from ._draft import AsyncDraft, Draft
+from ._errors import (
+    ChatPersistError,
+    FlushError,
+    MessageConflict,
+    NotMigrated,
+    UnknownMessage,
+    UnknownSession,
+)
+from ._message import INTERRUPTED_MARKER, Message
+from ._schema import COMPLETE, STREAMING
+from ._store import ChatStore
+from ._writer import WriterStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "COMPLETE",
+    "INTERRUPTED_MARKER",
+    "STREAMING",
+    "AsyncDraft",
+    "ChatPersistError",
+    "ChatStore",
+    "Clock",
+    "Draft",
+    "FlushError",
+    "ManualClock",
+    "Message",
+    "MessageConflict",
+    "NotMigrated",
+    "SystemClock",
+    "UnknownMessage",
+    "UnknownSession",
+    "WriterStats",
+    "__version__",
+]

@@ -1,0 +1,145 @@
+"""Drafts: what the caller appends to while an answer streams.
+
+`Draft` and `AsyncDraft` differ only in how they open and wait for the final
+flush; buffering and every write go through the store's one shared `Writer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from ._schema import COMPLETE, STREAMING
+from ._writer import DraftState, Writer
+
+if TYPE_CHECKING:
+    from ._store import ChatStore, DraftOptions
+
+
+def end_state(
+    exc_type: type[BaseException] | None, stop_reason: str | None, finish_reason: str | None
+) -> tuple[str, str | None]:
+    """How a draft ends: only a normal exit that nobody stopped is complete."""
+    if stop_reason is not None:
+        return STREAMING, stop_reason
+    if exc_type is None:
+        return COMPLETE, finish_reason or "stop"
+    # KeyboardInterrupt, GeneratorExit, asyncio cancellation, SystemExit.
+    if not issubclass(exc_type, Exception):
+        return STREAMING, "cancelled"
+    return STREAMING, "error"
+
+
+class _DraftBase:
+    def __init__(self, store: ChatStore, options: DraftOptions) -> None:
+        self._store = store
+        self._options = options
+        self._state: DraftState | None = None
+        self._writer: Writer = store._writer
+        self._stop_reason: str | None = None
+        self._ended = False
+        #: Recorded on a normal end (e.g. "length"); "stop" when left unset.
+        self.finish_reason: str | None = None
+
+    @property
+    def message_id(self) -> str:
+        return self._opened().message_id
+
+    @property
+    def session_id(self) -> str:
+        return self._options.session_id
+
+    @property
+    def text(self) -> str:
+        """All text appended so far, flushed or not."""
+        return self._writer.text(self._opened())
+
+    @property
+    def seq(self) -> int:
+        """Sequence number of the last committed flush."""
+        return self._opened().seq
+
+    def append(self, piece: str) -> None:
+        """Buffer a piece of the answer. No I/O: the writer flushes it when due."""
+        if not isinstance(piece, str):
+            raise TypeError(f"Draft.append() takes str, not {type(piece).__name__}")
+        state = self._opened()
+        if self._ended:
+            raise RuntimeError("the draft has ended; open a new one")
+        if piece:
+            self._writer.add(state, piece)
+
+    def stop(self, reason: str = "stopped") -> None:
+        """End as interrupted with `reason` even if the block exits normally (a user's Stop)."""
+        self._stop_reason = reason
+
+    def _opened(self) -> DraftState:
+        if self._state is None:
+            raise RuntimeError("the draft is not open: use it in a `with` block")
+        return self._state
+
+    def _end(self, exc_type: type[BaseException] | None) -> DraftState:
+        state = self._opened()
+        self._ended = True
+        status, reason = end_state(exc_type, self._stop_reason, self.finish_reason)
+        self._writer.finish(state, status, reason)
+        return state
+
+
+class Draft(_DraftBase):
+    """`with store.draft(session_id) as d: d.append(piece)`"""
+
+    def __enter__(self) -> Draft:
+        self._state = self._store._open_draft(self._options)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        state = self._end(exc_type)
+        self._writer.wait(state, self._store.final_timeout)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Write what is buffered now and wait until it is committed."""
+        self._writer.flush_now(self._opened(), timeout)
+
+
+class AsyncDraft(_DraftBase):
+    """`async with store.draft_async(session_id) as d: d.append(piece)`"""
+
+    async def __aenter__(self) -> AsyncDraft:
+        self._state = await asyncio.to_thread(self._store._open_draft, self._options)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        state = self._end(exc_type)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def resolve() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(resolve)
+
+        state.on_done(wake)
+        try:
+            # Shielded: a second cancellation must not abandon the wait silently;
+            # the write itself happens in the writer thread regardless.
+            await asyncio.wait_for(asyncio.shield(done), self._store.final_timeout)
+        except TimeoutError:
+            pass
+        self._writer.wait(state, 0)
+
+    async def flush(self, timeout: float | None = None) -> None:
+        await asyncio.to_thread(self._writer.flush_now, self._opened(), timeout)

@@ -1,0 +1,97 @@
+"""The `Message` a loader returns, and how a stored row becomes one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ._schema import COMPLETE, STREAMING
+
+INTERRUPTED_MARKER = "(response interrupted)"
+
+
+@dataclass(frozen=True)
+class Message:
+    id: str
+    session_id: str
+    role: str
+    content: str
+    status: str
+    finish_reason: str | None
+    seq: int
+    created_at: datetime
+    updated_at: datetime
+    #: 'streaming' and nobody is writing it any more (ended abnormally or lease expired).
+    interrupted: bool
+    #: 'streaming' and a writer still holds it: more text may come.
+    live: bool
+    #: `content`, plus a visible marker when interrupted.
+    display_content: str
+
+    @property
+    def complete(self) -> bool:
+        return self.status == COMPLETE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "session_id": self.session_id,
+            "role": self.role,
+            "content": self.content,
+            "status": self.status,
+            "finish_reason": self.finish_reason,
+            "seq": self.seq,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "interrupted": self.interrupted,
+            "live": self.live,
+            "display_content": self.display_content,
+        }
+
+
+def as_utc(value: datetime) -> datetime:
+    """Stored timestamps are naive UTC; hand out aware ones."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def to_db_time(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def build_message(
+    *,
+    id: str,
+    session_id: str,
+    role: str,
+    content: str,
+    status: str,
+    finish_reason: str | None,
+    seq: int,
+    created_at: datetime,
+    updated_at: datetime,
+    now: datetime,
+    lease: timedelta,
+    marker: str,
+) -> Message:
+    updated = as_utc(updated_at)
+    streaming = status == STREAMING
+    # A finish_reason on a streaming row means its writer ended it abnormally.
+    interrupted = streaming and (finish_reason is not None or now - updated > lease)
+    display = (
+        f"{content}\n\n{marker}" if interrupted and content else marker if interrupted else content
+    )
+    return Message(
+        id=id,
+        session_id=session_id,
+        role=role,
+        content=content,
+        status=status,
+        finish_reason=finish_reason,
+        seq=seq,
+        created_at=as_utc(created_at),
+        updated_at=updated,
+        interrupted=interrupted,
+        live=streaming and not interrupted,
+        display_content=display,
+    )

@@ -1,0 +1,97 @@
+"""The tables chatpersist reads and writes, named in one place.
+
+Queries never name a table or column directly: they go through a `Layout`, so the
+same engine can later be pointed at a host application's own messages table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+STREAMING = "streaming"
+COMPLETE = "complete"
+STATUSES = (STREAMING, COMPLETE)
+
+ID_LENGTH = 255
+
+# MySQL's TEXT stops at 64 KiB; a long answer needs LONGTEXT.
+LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+# Microseconds matter for ordering and for heartbeats; MySQL drops them unless asked.
+Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+MYSQL_TABLE_ARGS: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+
+metadata = sa.MetaData()
+
+sessions = sa.Table(
+    "chatpersist_sessions",
+    metadata,
+    sa.Column("id", sa.String(ID_LENGTH), primary_key=True),
+    sa.Column("title", sa.Text(), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+
+messages = sa.Table(
+    "chatpersist_messages",
+    metadata,
+    sa.Column("id", sa.String(ID_LENGTH), primary_key=True),
+    sa.Column(
+        "session_id",
+        sa.String(ID_LENGTH),
+        sa.ForeignKey("chatpersist_sessions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("content", LongText, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default=COMPLETE),
+    sa.Column("finish_reason", sa.String(64), nullable=True),
+    sa.Column("seq", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("created_at", Timestamp, nullable=False),
+    # Doubles as the writer's heartbeat while the message is streaming.
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.CheckConstraint("status IN ('streaming', 'complete')", name="chatpersist_messages_status"),
+    sa.Index("ix_chatpersist_messages_session", "session_id", "created_at"),
+    sa.Index("ix_chatpersist_messages_status", "status", "updated_at"),
+    **MYSQL_TABLE_ARGS,
+)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each logical field lives. All SQL is built from these columns."""
+
+    messages: sa.Table
+    sessions: sa.Table | None
+    id: sa.Column[str]
+    session_id: sa.Column[str]
+    role: sa.Column[str]
+    content: sa.Column[str]
+    status: sa.Column[str]
+    finish_reason: sa.Column[str | None]
+    seq: sa.Column[int]
+    created_at: sa.Column[datetime]
+    updated_at: sa.Column[datetime]
+
+    @classmethod
+    def default(cls) -> Layout:
+        c = messages.c
+        return cls(
+            messages=messages,
+            sessions=sessions,
+            id=c.id,
+            session_id=c.session_id,
+            role=c.role,
+            content=c.content,
+            status=c.status,
+            finish_reason=c.finish_reason,
+            seq=c.seq,
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+        )

@@ -1,0 +1,100 @@
+"""The statements a flush is made of, built from a `Layout` with each dialect's upsert.
+
+Every write carries the message's sequence number. A write applies only if it is
+newer than what is stored and the row is still streaming, so a late or repeated
+flush can never overwrite newer text or reopen a complete message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import Dialect
+
+from ._schema import STREAMING, Layout
+
+# Bound-parameter names (prefixed so they never collide with column names).
+P_ID, P_SEQ, P_PREV, P_DELTA = "p_id", "p_seq", "p_prev", "p_delta"
+P_STATUS, P_REASON, P_NOW = "p_status", "p_reason", "p_now"
+
+
+def append_update(layout: Layout) -> sa.Update:
+    """Add only the new text: the row must be exactly at the previous seq.
+
+    Executed with many parameter sets at once; a row that does not match (another
+    writer, a complete row, a lost write) is detected afterwards and rewritten whole.
+    """
+    return (
+        sa.update(layout.messages)
+        .where(
+            layout.id == sa.bindparam(P_ID),
+            layout.seq == sa.bindparam(P_PREV),
+            layout.status == STREAMING,
+        )
+        .values(
+            {
+                layout.content: layout.content.concat(sa.bindparam(P_DELTA, type_=sa.Text())),
+                layout.seq: sa.bindparam(P_SEQ),
+                layout.status: sa.bindparam(P_STATUS),
+                layout.finish_reason: sa.bindparam(P_REASON),
+                layout.updated_at: sa.bindparam(P_NOW),
+            }
+        )
+    )
+
+
+def heartbeat_update(layout: Layout) -> sa.Update:
+    return (
+        sa.update(layout.messages)
+        .where(
+            layout.id == sa.bindparam(P_ID),
+            layout.seq == sa.bindparam(P_SEQ),
+            layout.status == STREAMING,
+        )
+        .values({layout.updated_at: sa.bindparam(P_NOW)})
+    )
+
+
+def full_upsert(layout: Layout, dialect: Dialect, rows: list[dict[str, Any]]) -> sa.Executable:
+    """Write whole texts for many messages in one statement, guarded by seq.
+
+    `rows` are keyed by column *key* of the layout's table.
+    """
+    t = layout.messages
+    keys: list[sa.Column[Any]] = [
+        layout.content,
+        layout.finish_reason,
+        layout.updated_at,
+        layout.status,
+    ]
+    name = dialect.name
+    if name in ("sqlite", "postgresql"):
+        ins = (sqlite.insert(t) if name == "sqlite" else postgresql.insert(t)).values(rows)
+        ex = ins.excluded
+        return ins.on_conflict_do_update(
+            index_elements=[layout.id],
+            set_={c.key: ex[c.key] for c in [*keys, layout.seq]},
+            where=(layout.seq < ex[layout.seq.key])
+            & (layout.status == STREAMING)
+            & (layout.session_id == ex[layout.session_id.key]),
+        )
+    if name in ("mysql", "mariadb"):
+        mins = mysql.insert(t).values(rows)
+        new = mins.inserted
+        # MySQL applies the assignments left to right and each sees the ones before,
+        # and it has no WHERE here. So seq moves first under the full guard, and the
+        # other columns follow only where seq now equals the new one.
+        moved = (
+            (layout.seq < new[layout.seq.key])
+            & (layout.status == STREAMING)
+            & (layout.session_id == new[layout.session_id.key])
+        )
+        landed = (layout.seq == new[layout.seq.key]) & (layout.status == STREAMING)
+        assignments: list[tuple[Any, Any]] = [
+            (layout.seq.key, sa.case((moved, new[layout.seq.key]), else_=layout.seq))
+        ]
+        assignments += [(c.key, sa.case((landed, new[c.key]), else_=c)) for c in keys]
+        return mins.on_duplicate_key_update(assignments)
+    raise NotImplementedError(f"chatpersist does not support the {name!r} dialect")

@@ -1,0 +1,415 @@
+"""`ChatStore`: sessions, messages, drafts and the history loader over one database."""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from . import _migrate
+from ._clock import Clock, SystemClock
+from ._draft import AsyncDraft, Draft
+from ._engine import make_engine, read_tx, write_tx
+from ._errors import MessageConflict, NotMigrated, UnknownMessage, UnknownSession
+from ._message import INTERRUPTED_MARKER, Message, build_message, to_db_time
+from ._schema import COMPLETE, ID_LENGTH, STREAMING, Layout
+from ._writer import DraftState, Writer, WriterStats
+
+
+@dataclass(frozen=True)
+class DraftOptions:
+    session_id: str
+    message_id: str | None
+    role: str
+    every_chunks: int
+    every_seconds: float
+
+
+class ChatStore:
+    """Chat history with drafts that survive an interrupted stream.
+
+    `url_or_engine` is a SQLAlchemy URL string or Engine. A flush of a draft is due
+    every `every_chunks` chunks or `every_seconds` after its first unflushed chunk.
+    A streaming draft whose heartbeat is older than `lease_seconds` loads as
+    interrupted (its writer is gone).
+    """
+
+    def __init__(
+        self,
+        url_or_engine: str | sa.URL | Engine,
+        *,
+        every_chunks: int = 20,
+        every_seconds: float = 2.0,
+        lease_seconds: float = 30.0,
+        clock: Clock | None = None,
+        interrupted_marker: str = INTERRUPTED_MARKER,
+        final_timeout: float | None = 30.0,
+    ) -> None:
+        _check_intervals(every_chunks, every_seconds)
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+        self.engine = make_engine(url_or_engine)
+        self._owns_engine = not isinstance(url_or_engine, Engine)
+        self.layout = Layout.default()
+        self.every_chunks = every_chunks
+        self.every_seconds = every_seconds
+        self.lease_seconds = lease_seconds
+        self.clock: Clock = clock or SystemClock()
+        self.interrupted_marker = interrupted_marker
+        self.final_timeout = final_timeout
+        self._stamp_lock = threading.Lock()
+        self._last_stamp: datetime | None = None
+        self._writer = Writer(
+            self.engine,
+            self.layout,
+            self.clock,
+            # Three beats per lease: one late beat never makes a live draft look dead.
+            heartbeat_seconds=lease_seconds / 3,
+            sanitize=_sanitizer(self.engine.dialect.name),
+        )
+
+    # -- lifecycle --
+
+    def migrate(self, revision: str = "head") -> None:
+        """Create or upgrade chatpersist's tables (alembic upgrade)."""
+        _migrate.upgrade(self.engine, revision)
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Flush and end every open draft (as cancelled), then release the engine."""
+        self._writer.stop(timeout)
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def __enter__(self) -> ChatStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def stats(self) -> WriterStats:
+        """Counters of the background writer (transactions, flushes, heartbeats...)."""
+        return self._writer.stats
+
+    # -- writing --
+
+    def create_session(self, title: str | None = None, *, session_id: str | None = None) -> str:
+        sid = _check_id(session_id, "session_id") if session_id is not None else _new_id()
+        sessions = self._sessions_table()
+        now = self._stamp()
+        with self._tx(write=True) as conn:
+            conn.execute(
+                sa.insert(sessions).values(id=sid, title=title, created_at=now, updated_at=now)
+            )
+        return sid
+
+    def add_message(
+        self, session_id: str, role: str, content: str, message_id: str | None = None
+    ) -> Message:
+        """Save a finished message. With the id of a draft, completes that draft's row."""
+        if not isinstance(content, str):
+            raise TypeError(f"content must be str, not {type(content).__name__}")
+        _check_role(role)
+        L = self.layout
+        mid = _check_id(message_id, "message_id") if message_id is not None else _new_id()
+        now = self._stamp()
+        text = self._writer.sanitize(content)
+        with self._tx(write=True) as conn:
+            self._require_session(conn, session_id)
+            row = conn.execute(sa.select(L.session_id, L.status, L.seq).where(L.id == mid)).first()
+            if row is None:
+                conn.execute(
+                    sa.insert(L.messages).values(
+                        {
+                            L.id: mid,
+                            L.session_id: session_id,
+                            L.role: role,
+                            L.content: text,
+                            L.status: COMPLETE,
+                            L.seq: 0,
+                            L.created_at: now,
+                            L.updated_at: now,
+                        }
+                    )
+                )
+            else:
+                _check_owner(mid, row[0], session_id)
+                if row[1] == COMPLETE:
+                    raise MessageConflict(f"message {mid!r} is already complete")
+                # The host's "save on finish" for a draft: complete the same row.
+                conn.execute(
+                    sa.update(L.messages)
+                    .where(L.id == mid)
+                    .values(
+                        {
+                            L.content: text,
+                            L.status: COMPLETE,
+                            L.finish_reason: "stop",
+                            L.seq: L.seq + 1,
+                            L.updated_at: now,
+                        }
+                    )
+                )
+        return self.get_message(mid)
+
+    def draft(
+        self,
+        session_id: str,
+        message_id: str | None = None,
+        role: str = "assistant",
+        every_chunks: int | None = None,
+        every_seconds: float | None = None,
+    ) -> Draft:
+        """A draft to stream into: `with store.draft(sid) as d: d.append(piece)`."""
+        return Draft(self, self._options(session_id, message_id, role, every_chunks, every_seconds))
+
+    def draft_async(
+        self,
+        session_id: str,
+        message_id: str | None = None,
+        role: str = "assistant",
+        every_chunks: int | None = None,
+        every_seconds: float | None = None,
+    ) -> AsyncDraft:
+        """The asyncio twin of `draft`: `async with store.draft_async(sid) as d: ...`."""
+        return AsyncDraft(
+            self, self._options(session_id, message_id, role, every_chunks, every_seconds)
+        )
+
+    # -- reading --
+
+    def get_message(self, message_id: str) -> Message:
+        L = self.layout
+        with self._tx() as conn:
+            row = conn.execute(self._select().where(L.id == message_id)).first()
+        if row is None:
+            raise UnknownMessage(message_id)
+        return self._to_message(row, self.clock.now())
+
+    def history(self, session_id: str) -> list[Message]:
+        """The session's messages, oldest first; drafts marked `live` or `interrupted`."""
+        L = self.layout
+        with self._tx() as conn:
+            self._require_session(conn, session_id)
+            rows = conn.execute(
+                self._select().where(L.session_id == session_id).order_by(L.created_at, L.id)
+            ).all()
+        now = self.clock.now()
+        return [self._to_message(r, now) for r in rows]
+
+    def history_for_model(
+        self, session_id: str, *, interrupted: Literal["keep", "drop"] = "keep"
+    ) -> list[dict[str, str]]:
+        """History to send back to a model: live drafts left out, interrupted ones by choice.
+
+        Kept interrupted answers carry their text without the display marker; empty
+        ones are always left out (an empty assistant turn is refused by most APIs).
+        """
+        if interrupted not in ("keep", "drop"):
+            raise ValueError("interrupted must be 'keep' or 'drop'")
+        out = []
+        for m in self.history(session_id):
+            if m.live or (m.interrupted and (interrupted == "drop" or not m.content)):
+                continue
+            out.append({"role": m.role, "content": m.content})
+        return out
+
+    # -- internals --
+
+    def _options(
+        self,
+        session_id: str,
+        message_id: str | None,
+        role: str,
+        every_chunks: int | None,
+        every_seconds: float | None,
+    ) -> DraftOptions:
+        _check_role(role)
+        n = self.every_chunks if every_chunks is None else every_chunks
+        t = self.every_seconds if every_seconds is None else every_seconds
+        _check_intervals(n, t)
+        mid = None if message_id is None else _check_id(message_id, "message_id")
+        return DraftOptions(_check_id(session_id, "session_id"), mid, role, n, t)
+
+    def _open_draft(self, o: DraftOptions) -> DraftState:
+        """Create (or take over) the draft's row, then hand it to the writer."""
+        L = self.layout
+        mid = o.message_id or _new_id()
+        now = self._stamp()
+        text, seq = "", 0
+        with self._tx(write=True) as conn:
+            self._require_session(conn, o.session_id, touch=now)
+            row = conn.execute(
+                sa.select(L.session_id, L.status, L.seq, L.content).where(L.id == mid)
+            ).first()
+            if row is None:
+                conn.execute(
+                    sa.insert(L.messages).values(
+                        {
+                            L.id: mid,
+                            L.session_id: o.session_id,
+                            L.role: o.role,
+                            L.content: "",
+                            L.status: STREAMING,
+                            L.seq: 0,
+                            L.created_at: now,
+                            L.updated_at: now,
+                        }
+                    )
+                )
+            else:
+                _check_owner(mid, row[0], o.session_id)
+                if row[1] == COMPLETE:
+                    raise MessageConflict(f"message {mid!r} is already complete")
+                # Resume an interrupted draft; the bumped seq fences off its old writer.
+                text, seq = row[3], row[2] + 1
+                conn.execute(
+                    sa.update(L.messages)
+                    .where(L.id == mid)
+                    .values({L.seq: seq, L.finish_reason: None, L.updated_at: now})
+                )
+        state = DraftState(
+            message_id=mid,
+            session_id=o.session_id,
+            role=o.role,
+            every_chunks=o.every_chunks,
+            every_seconds=o.every_seconds,
+            committed_text=text,
+            seq=seq,
+        )
+        self._writer.register(state)
+        return state
+
+    def _sessions_table(self) -> sa.Table:
+        if self.layout.sessions is None:
+            raise RuntimeError("this store has no sessions table")
+        return self.layout.sessions
+
+    def _require_session(
+        self, conn: sa.Connection, session_id: str, touch: datetime | None = None
+    ) -> None:
+        sessions = self.layout.sessions
+        if sessions is None:
+            return
+        if touch is not None:
+            # Once per draft, not per flush: sidebars sort by it.
+            found = conn.execute(
+                sa.update(sessions).where(sessions.c.id == session_id).values(updated_at=touch)
+            ).rowcount
+        else:
+            found = (
+                conn.execute(sa.select(sa.literal(1)).where(sessions.c.id == session_id)).first()
+                is not None
+            )
+        if not found:
+            raise UnknownSession(session_id)
+
+    def _select(self) -> sa.Select[*tuple[Any, ...]]:
+        L = self.layout
+        return sa.select(
+            L.id, L.session_id, L.role, L.content, L.status,
+            L.finish_reason, L.seq, L.created_at, L.updated_at,
+        )  # fmt: skip
+
+    def _to_message(self, row: sa.Row[*tuple[Any, ...]], now: datetime) -> Message:
+        return build_message(
+            id=row[0],
+            session_id=row[1],
+            role=row[2],
+            content=row[3],
+            status=row[4],
+            finish_reason=row[5],
+            seq=row[6],
+            created_at=row[7],
+            updated_at=row[8],
+            now=now,
+            lease=timedelta(seconds=self.lease_seconds),
+            marker=self.interrupted_marker,
+        )
+
+    def _stamp(self) -> datetime:
+        """Now as stored (naive UTC), strictly increasing within this store.
+
+        History is ordered by creation time; two messages made in the same clock
+        tick (or under a frozen test clock) must still keep their order.
+        """
+        now = to_db_time(self.clock.now())
+        with self._stamp_lock:
+            if self._last_stamp is not None and now <= self._last_stamp:
+                now = self._last_stamp + timedelta(microseconds=1)
+            self._last_stamp = now
+        return now
+
+    @contextmanager
+    def _tx(self, write: bool = False) -> Iterator[sa.Connection]:
+        try:
+            with write_tx(self.engine) if write else read_tx(self.engine) as conn:
+                yield conn
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+            if not sa.inspect(self.engine).has_table(self.layout.messages.name):
+                raise NotMigrated(f"table {self.layout.messages.name!r} is missing") from exc
+            raise
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _check_id(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be str, not {type(value).__name__}")
+    if not value or len(value) > ID_LENGTH:
+        raise ValueError(f"{what} must be 1 to {ID_LENGTH} characters long")
+    return value
+
+
+def _check_role(role: object) -> None:
+    if not isinstance(role, str) or not role or len(role) > 32:
+        raise ValueError(f"role must be a non-empty string of at most 32 characters: {role!r}")
+
+
+def _check_owner(message_id: str, owner: str, session_id: str) -> None:
+    if owner != session_id:
+        raise MessageConflict(f"message {message_id!r} belongs to another session")
+
+
+def _check_intervals(every_chunks: int, every_seconds: float) -> None:
+    if not isinstance(every_chunks, int) or every_chunks < 1:
+        raise ValueError("every_chunks must be a positive integer")
+    if not every_seconds > 0:
+        raise ValueError("every_seconds must be positive")
+
+
+def _sanitizer(dialect: str) -> Callable[[str], str]:
+    """Text as the database can hold it (documented in the README)."""
+
+    def sanitize(text: str) -> str:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # Join surrogate pairs that arrived as halves; replace the lone ones,
+            # which no UTF-8 column can hold.
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
+            text = _LONE_SURROGATE.sub("\ufffd", text)
+        if dialect == "postgresql" and "\x00" in text:
+            text = text.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
+        return text
+
+    return sanitize
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")

@@ -1,0 +1,413 @@
+"""The shared background writer: one thread per store flushes every open draft.
+
+Drafts only buffer text (`DraftState.add`); the writer decides when each is due
+(every N chunks, every T seconds after the first unflushed chunk, or at its end),
+takes the due ones together and commits them in one transaction (group commit).
+Sync and async drafts both go through here: this is the only flush logic.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from . import _sql
+from ._clock import Clock
+from ._engine import write_tx
+from ._errors import FlushError
+from ._message import to_db_time
+from ._schema import STREAMING, Layout
+
+log = logging.getLogger("chatpersist")
+
+# Longest the writer sleeps while drafts are open, so an injected clock that jumps
+# ahead is noticed promptly.
+_MAX_TICK = 0.25
+_TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
+
+
+class DraftState:
+    """What the writer knows of one open draft. Guarded by the writer's lock."""
+
+    def __init__(
+        self,
+        *,
+        message_id: str,
+        session_id: str,
+        role: str,
+        every_chunks: int,
+        every_seconds: float,
+        committed_text: str,
+        seq: int,
+    ) -> None:
+        self.message_id = message_id
+        self.session_id = session_id
+        self.role = role
+        self.every_chunks = every_chunks
+        self.every_seconds = every_seconds
+        self.pending: list[str] = []
+        self.first_pending_at: float | None = None
+        # Committed text kept as the joined deltas of past flushes: joining once per
+        # flush, not once per chunk, keeps long answers linear.
+        self.committed: list[str] = [committed_text] if committed_text else []
+        self.inflight: str | None = None
+        self.seq = seq
+        self.last_write_at = 0.0
+        self.final: tuple[str, str | None] | None = None
+        self.closed = False
+        self.superseded = False
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        self._callbacks: list[Callable[[], None]] = []
+        self.flushes = 0
+
+    def text(self) -> str:
+        return "".join([*self.committed, self.inflight or "", *self.pending])
+
+    def due(self, now: float) -> bool:
+        if self.closed or self.inflight is not None:
+            return False
+        if self.final is not None:
+            return True
+        if len(self.pending) >= self.every_chunks:
+            return True
+        return (
+            self.first_pending_at is not None and now - self.first_pending_at >= self.every_seconds
+        )
+
+    def next_deadline(self, heartbeat: float) -> float | None:
+        if self.closed or self.inflight is not None:
+            return None
+        beat = self.last_write_at + heartbeat
+        if self.first_pending_at is None:
+            return beat
+        return min(beat, self.first_pending_at + self.every_seconds)
+
+    def on_done(self, callback: Callable[[], None]) -> None:
+        """Run `callback` (from the writer thread) once the draft's end is committed."""
+        if self.done.is_set():
+            callback()
+        else:
+            self._callbacks.append(callback)
+
+    def _finish(self, error: BaseException | None = None) -> None:
+        self.closed = True
+        self.error = error
+        self.done.set()
+        for cb in self._callbacks:
+            cb()
+        self._callbacks.clear()
+
+
+@dataclass
+class _Job:
+    state: DraftState
+    seq: int
+    delta: str
+    status: str
+    reason: str | None
+    final: bool
+    heartbeat: bool = False
+
+
+@dataclass
+class WriterStats:
+    transactions: int = 0
+    flushes: int = 0
+    heartbeats: int = 0
+    full_writes: int = 0
+    failures: int = 0
+
+
+class Writer:
+    def __init__(
+        self,
+        engine: Engine,
+        layout: Layout,
+        clock: Clock,
+        *,
+        heartbeat_seconds: float,
+        sanitize: Callable[[str], str],
+    ) -> None:
+        self._engine = engine
+        self._layout = layout
+        self._clock = clock
+        self._heartbeat = heartbeat_seconds
+        self.sanitize = sanitize
+        self._cond = threading.Condition()
+        self._drafts: dict[int, DraftState] = {}
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._waiting = False
+        self._wake_at: float | None = None
+        self._append_stmt = _sql.append_update(layout)
+        self._beat_stmt = _sql.heartbeat_update(layout)
+        self.stats = WriterStats()
+
+    # -- called from drafts (any thread, or the event loop): buffer only, no I/O --
+
+    def register(self, state: DraftState) -> None:
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("the store is closed")
+            state.last_write_at = self._clock.monotonic()
+            self._drafts[id(state)] = state
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="chatpersist-writer", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def add(self, state: DraftState, piece: str) -> None:
+        with self._cond:
+            state.pending.append(piece)
+            if state.closed:
+                return  # taken over by another writer: keep the text in memory only
+            if state.first_pending_at is None:
+                state.first_pending_at = now = self._clock.monotonic()
+                deadline = now + state.every_seconds
+                if self._waiting and (self._wake_at is None or deadline < self._wake_at):
+                    self._cond.notify()
+            if len(state.pending) >= state.every_chunks and self._waiting:
+                self._cond.notify()
+
+    def flush_now(self, state: DraftState, timeout: float | None) -> None:
+        with self._cond:
+            target = state.seq + (1 if state.inflight else 0) + (1 if state.pending else 0)
+            if state.first_pending_at is not None:
+                state.first_pending_at = float("-inf")
+            self._cond.notify_all()
+            ok = self._cond.wait_for(lambda: state.seq >= target or state.closed, timeout)
+        if not ok:
+            raise FlushError(f"message {state.message_id!r} was not flushed within {timeout} s")
+
+    def finish(self, state: DraftState, status: str, reason: str | None) -> None:
+        with self._cond:
+            if state.final is None and not state.closed:
+                state.final = (status, reason)
+            self._cond.notify()
+
+    def wait(self, state: DraftState, timeout: float | None) -> None:
+        if not state.done.wait(timeout):
+            raise FlushError(
+                f"the final flush of message {state.message_id!r} was not committed within "
+                f"{timeout} s; the writer keeps trying while the process runs"
+            )
+        if state.error is not None:
+            raise FlushError(f"message {state.message_id!r} could not be saved: {state.error}")
+
+    def text(self, state: DraftState) -> str:
+        with self._cond:
+            return state.text()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """End every open draft as cancelled, write it, and stop the thread."""
+        with self._cond:
+            for state in self._drafts.values():
+                if state.final is None:
+                    state.final = (STREAMING, "cancelled")
+            self._stopping = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    # -- the writer thread --
+
+    def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            with self._cond:
+                jobs = self._collect()
+                while not jobs:
+                    if self._stopping and not self._drafts:
+                        return
+                    timeout = self._sleep_time()
+                    self._waiting = True
+                    self._cond.wait(timeout)
+                    self._waiting = False
+                    jobs = self._collect()
+            try:
+                self._write(jobs)
+                backoff = 0.05
+            except Exception as exc:  # noqa: BLE001 - the writer must outlive any fault
+                self.stats.failures += 1
+                log.warning("chatpersist: flush of %d drafts failed: %s", len(jobs), exc)
+                with self._cond:
+                    for job in jobs:
+                        self._restore(job)
+                    self._cond.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    def _sleep_time(self) -> float | None:
+        now = self._clock.monotonic()
+        deadlines = [
+            d for s in self._drafts.values() if (d := s.next_deadline(self._heartbeat)) is not None
+        ]
+        if not deadlines:
+            self._wake_at = None
+            return None if not self._drafts else _MAX_TICK
+        self._wake_at = min(deadlines)
+        return max(0.0, min(self._wake_at - now, _MAX_TICK))
+
+    def _collect(self) -> list[_Job]:
+        now = self._clock.monotonic()
+        jobs: list[_Job] = []
+        for state in self._drafts.values():
+            if state.due(now):
+                jobs.append(self._take(state))
+            elif (
+                not state.closed
+                and state.inflight is None
+                and now - state.last_write_at >= self._heartbeat
+            ):
+                # Keep the lease fresh; write any pending text while at it.
+                if state.pending:
+                    jobs.append(self._take(state))
+                else:
+                    jobs.append(_Job(state, state.seq, "", STREAMING, None, False, heartbeat=True))
+                    state.inflight = ""
+        return jobs
+
+    def _take(self, state: DraftState) -> _Job:
+        delta = "".join(state.pending)
+        state.pending.clear()
+        state.first_pending_at = None
+        state.inflight = delta
+        if state.final is not None:
+            status, reason = state.final
+            return _Job(state, state.seq + 1, delta, status, reason, final=True)
+        return _Job(state, state.seq + 1, delta, STREAMING, None, final=False)
+
+    def _restore(self, job: _Job) -> None:
+        state = job.state
+        if state.inflight:
+            state.pending.insert(0, state.inflight)
+            if state.first_pending_at is None:
+                state.first_pending_at = float("-inf")
+        state.inflight = None
+
+    def _write(self, jobs: list[_Job]) -> None:
+        try:
+            self._commit(jobs)
+        except _TRANSIENT:
+            raise
+        except Exception:
+            if len(jobs) == 1:
+                job = jobs[0]
+                log.exception("chatpersist: message %r cannot be saved", job.state.message_id)
+                with self._cond:
+                    job.state.inflight = None
+                    self._drop(job.state, FlushError("the database refused the write"))
+                return
+            # One bad draft must not hold the others back: write each on its own.
+            for job in jobs:
+                self._write([job])
+
+    def _commit(self, jobs: list[_Job]) -> None:
+        now = to_db_time(self._clock.now())
+        writes = [j for j in jobs if not j.heartbeat]
+        beats = [j for j in jobs if j.heartbeat]
+        applied: set[int] = set()
+        with write_tx(self._engine) as conn:
+            if writes:
+                params = [self._params(j, now) for j in writes]
+                result = conn.execute(self._append_stmt, params)
+                if result.rowcount == len(writes):
+                    applied = {id(j) for j in writes}
+                else:
+                    applied = self._landed(conn, writes)
+                    rest = [j for j in writes if id(j) not in applied]
+                    if rest:
+                        self._write_whole(conn, rest, now)
+                        applied |= self._landed(conn, rest)
+            if beats:
+                conn.execute(
+                    self._beat_stmt,
+                    [
+                        {_sql.P_ID: j.state.message_id, _sql.P_SEQ: j.seq, _sql.P_NOW: now}
+                        for j in beats
+                    ],
+                )
+        self.stats.transactions += 1
+        self.stats.flushes += len(writes)
+        self.stats.heartbeats += len(beats)
+        mono = self._clock.monotonic()
+        with self._cond:
+            for job in beats:
+                job.state.inflight = None
+                job.state.last_write_at = mono
+            for job in writes:
+                self._settle(job, id(job) in applied, mono)
+            self._cond.notify_all()  # wakes callers of flush_now()
+
+    def _params(self, job: _Job, now: Any) -> dict[str, Any]:
+        return {
+            _sql.P_ID: job.state.message_id,
+            _sql.P_PREV: job.seq - 1,
+            _sql.P_SEQ: job.seq,
+            _sql.P_DELTA: self.sanitize(job.delta),
+            _sql.P_STATUS: job.status,
+            _sql.P_REASON: job.reason,
+            _sql.P_NOW: now,
+        }
+
+    def _landed(self, conn: sa.Connection, jobs: list[_Job]) -> set[int]:
+        L = self._layout
+        ids = [j.state.message_id for j in jobs]
+        rows = conn.execute(sa.select(L.id, L.seq).where(L.id.in_(ids))).all()
+        stored = {r[0]: r[1] for r in rows}
+        return {id(j) for j in jobs if stored.get(j.state.message_id) == j.seq}
+
+    def _write_whole(self, conn: sa.Connection, jobs: list[_Job], now: Any) -> None:
+        L = self._layout
+        self.stats.full_writes += len(jobs)
+        rows = []
+        for j in jobs:
+            text = "".join([*j.state.committed, j.delta])
+            rows.append(
+                {
+                    L.id.key: j.state.message_id,
+                    L.session_id.key: j.state.session_id,
+                    L.role.key: j.state.role,
+                    L.content.key: self.sanitize(text),
+                    L.status.key: j.status,
+                    L.finish_reason.key: j.reason,
+                    L.seq.key: j.seq,
+                    L.created_at.key: now,
+                    L.updated_at.key: now,
+                }
+            )
+        conn.execute(_sql.full_upsert(L, self._engine.dialect, rows))
+
+    def _settle(self, job: _Job, applied: bool, mono: float) -> None:
+        state = job.state
+        state.inflight = None
+        state.last_write_at = mono
+        if applied:
+            state.committed.append(job.delta)
+            state.seq = job.seq
+            state.flushes += 1
+            if job.final:
+                self._drop(state, None)
+            return
+        # Someone else holds the row (a newer writer, or it is complete): stop writing.
+        if not state.superseded:
+            log.info(
+                "chatpersist: message %r was taken over; draft stops writing", state.message_id
+            )
+        state.superseded = True
+        state.committed.append(job.delta)
+        self._drop(state, None)
+
+    def _drop(self, state: DraftState, error: BaseException | None) -> None:
+        self._drafts.pop(id(state), None)
+        state._finish(error)
+        self._cond.notify_all()

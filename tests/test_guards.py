@@ -1,0 +1,159 @@
+"""Sequence guards, bad input, and concurrent writers of one message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy as sa
+
+from chatpersist import COMPLETE, STREAMING, ChatStore, ManualClock, MessageConflict, _sql
+from chatpersist._message import to_db_time
+
+
+def _row(store: ChatStore, mid: str) -> tuple[str, int, str]:
+    m = store.get_message(mid)
+    return m.content, m.seq, m.status
+
+
+def _upsert(store: ChatStore, mid: str, sid: str, text: str, seq: int, status: str) -> None:
+    L = store.layout
+    now = to_db_time(store.clock.now())
+    row = {
+        L.id.key: mid,
+        L.session_id.key: sid,
+        L.role.key: "assistant",
+        L.content.key: text,
+        L.status.key: status,
+        L.finish_reason.key: None,
+        L.seq.key: seq,
+        L.created_at.key: now,
+        L.updated_at.key: now,
+    }
+    with store.engine.begin() as conn:
+        conn.execute(_sql.full_upsert(L, store.engine.dialect, [row]))
+
+
+def test_out_of_order_writes_are_ignored(store: ChatStore) -> None:
+    sid = store.create_session()
+    _upsert(store, "m1", sid, "newest text", 5, STREAMING)
+    _upsert(store, "m1", sid, "older", 4, STREAMING)
+    _upsert(store, "m1", sid, "same seq", 5, STREAMING)
+    assert _row(store, "m1")[:2] in {("newest text", 5), ("same seq", 5)}
+    _upsert(store, "m1", sid, "newer still", 6, STREAMING)
+    assert _row(store, "m1") == ("newer still", 6, STREAMING)
+    # An append that expects another previous seq changes nothing.
+    params = {
+        _sql.P_ID: "m1",
+        _sql.P_PREV: 3,
+        _sql.P_SEQ: 4,
+        _sql.P_DELTA: "stale",
+        _sql.P_STATUS: STREAMING,
+        _sql.P_REASON: None,
+        _sql.P_NOW: to_db_time(store.clock.now()),
+    }
+    with store.engine.begin() as conn:
+        assert conn.execute(_sql.append_update(store.layout), [params]).rowcount == 0
+    assert _row(store, "m1") == ("newer still", 6, STREAMING)
+
+
+def test_complete_never_reverts(store: ChatStore) -> None:
+    sid = store.create_session()
+    with store.draft(sid) as d:
+        d.append("final answer")
+    content, seq, status = _row(store, d.message_id)
+    assert status == COMPLETE
+    _upsert(store, d.message_id, sid, "late draft", seq + 10, STREAMING)
+    assert _row(store, d.message_id) == ("final answer", seq, COMPLETE)
+    with pytest.raises(MessageConflict), store.draft(sid, message_id=d.message_id):
+        pass
+
+
+def test_write_for_another_session_is_refused(store: ChatStore) -> None:
+    a, b = store.create_session(), store.create_session()
+    with store.draft(a) as d:
+        d.append("mine")
+        d.stop()
+    with (
+        pytest.raises(MessageConflict, match="another session"),
+        store.draft(b, message_id=d.message_id),
+    ):
+        pass
+    with pytest.raises(MessageConflict):
+        store.add_message(b, "assistant", "x", message_id=d.message_id)
+    _upsert(store, d.message_id, b, "hijack", 99, STREAMING)
+    assert store.get_message(d.message_id).content == "mine"
+
+
+def test_non_str_append_is_refused_and_the_draft_goes_on(store: ChatStore) -> None:
+    sid = store.create_session()
+    with store.draft(sid) as d:
+        d.append("before ")
+        for bad in (b"bytes", 42, None, ["list"]):
+            with pytest.raises(TypeError, match="takes str"):
+                d.append(bad)  # type: ignore[arg-type]
+        d.append("after")
+    m = store.get_message(d.message_id)
+    assert (m.content, m.status) == ("before after", COMPLETE)
+
+
+def test_bad_ids_and_settings(store: ChatStore) -> None:
+    sid = store.create_session()
+    with pytest.raises(ValueError, match="message_id"):
+        store.draft(sid, message_id="x" * 300)
+    with pytest.raises(ValueError):
+        store.draft(sid, every_chunks=0)
+    with pytest.raises(ValueError):
+        store.draft(sid, every_seconds=-1)
+    with pytest.raises(ValueError, match="not a database URL"):
+        ChatStore("definitely not a url")
+    with pytest.raises(ValueError, match="in-memory"):
+        ChatStore("sqlite://")
+
+
+def test_odd_text_round_trips(store: ChatStore) -> None:
+    sid = store.create_session()
+    tricky = "emoji 😀👍🏽, quotes ' \" ; DROP TABLE x; -- \\ % _ \t\n日本語"
+    with store.draft(
+        sid, message_id="id'; DROP TABLE chatpersist_messages; --", every_chunks=3
+    ) as d:
+        for ch in tricky:
+            d.append(ch)
+    assert store.get_message(d.message_id).content == tricky
+
+
+def test_unstorable_characters_are_replaced_visibly(store: ChatStore) -> None:
+    sid = store.create_session()
+    with store.draft(sid) as d:
+        d.append("a\ud800b")  # a lone surrogate: no UTF-8 column can hold it
+        d.append("\ud83d")  # half of 😀 ...
+        d.append("\ude00")  # ... and the other half in the next chunk
+    content = store.get_message(d.message_id).content
+    assert content.startswith("a\ufffdb")
+    assert content.endswith("😀")
+
+
+def test_a_newer_writer_takes_over(make_store: Callable[..., ChatStore]) -> None:
+    store = make_store(clock=ManualClock())
+    sid = store.create_session()
+    old = store.draft(sid, message_id="shared")
+    old.__enter__()
+    old.append("old writer ")
+    old.flush(timeout=10)
+    with store.draft(sid, message_id="shared") as new:
+        assert new.text == "old writer "  # resumes from what is stored
+        old.append("stale text")
+        old.flush(timeout=10)  # fenced off by the newer seq
+        new.append("continued")
+    old.__exit__(None, None, None)
+    m = store.get_message("shared")
+    assert (m.content, m.status) == ("old writer continued", COMPLETE)
+
+
+def test_not_migrated_is_a_clear_error(db_url: str) -> None:
+    from chatpersist import NotMigrated
+
+    with ChatStore(db_url) as store, pytest.raises(NotMigrated, match="chatpersist migrate"):
+        store.create_session()
+    with sa.create_engine(db_url).connect() as conn:
+        assert not sa.inspect(conn).has_table("chatpersist_messages")
