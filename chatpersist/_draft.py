@@ -70,6 +70,24 @@ class _DraftBase:
         if piece:
             self._writer.add(state, piece)
 
+    def set_model(self, model: str) -> None:
+        """Record which model wrote the answer (saved with the next flush)."""
+        self._set_extra("model", model)
+
+    def set_usage(self, input_tokens: int | None = None, output_tokens: int | None = None) -> None:
+        """Record token usage (saved with the next flush)."""
+        if input_tokens is not None:
+            self._set_extra("input_tokens", int(input_tokens))
+        if output_tokens is not None:
+            self._set_extra("output_tokens", int(output_tokens))
+
+    def set_error(self, message: str) -> None:
+        """Record why the answer was cut (e.g. the provider's error message)."""
+        self._set_extra("error", message[:2000])
+
+    def _set_extra(self, field: str, value: object) -> None:
+        self._writer.set_extra(self._opened(), field, value)
+
     def stop(self, reason: str = "stopped") -> None:
         """End as interrupted with `reason` even if the block exits normally (a user's Stop)."""
         self._stop_reason = reason

@@ -28,6 +28,11 @@ class Message:
     live: bool
     #: `content`, plus a visible marker when interrupted.
     display_content: str
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    #: Why the answer was cut, when known (e.g. the provider's error message).
+    error: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -47,6 +52,10 @@ class Message:
             "interrupted": self.interrupted,
             "live": self.live,
             "display_content": self.display_content,
+            "model": self.model,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "error": self.error,
         }
 
 
@@ -73,6 +82,10 @@ def build_message(
     now: datetime,
     lease: timedelta,
     marker: str,
+    model: str | None = None,
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
+    error: str | None = None,
 ) -> Message:
     updated = as_utc(updated_at)
     streaming = status == STREAMING
@@ -94,4 +107,8 @@ def build_message(
         interrupted=interrupted,
         live=streaming and not interrupted,
         display_content=display,
+        model=model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        error=error,
     )

@@ -56,6 +56,10 @@ messages = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     # Doubles as the writer's heartbeat while the message is streaming.
     sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("model", sa.String(255), nullable=True),
+    sa.Column("input_tokens", sa.Integer(), nullable=True),
+    sa.Column("output_tokens", sa.Integer(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
     sa.CheckConstraint("status IN ('streaming', 'complete')", name="chatpersist_messages_status"),
     sa.Index("ix_chatpersist_messages_session", "session_id", "created_at"),
     sa.Index("ix_chatpersist_messages_status", "status", "updated_at"),
@@ -78,6 +82,15 @@ class Layout:
     seq: sa.Column[int]
     created_at: sa.Column[datetime]
     updated_at: sa.Column[datetime]
+    model: sa.Column[str | None]
+    input_tokens: sa.Column[int | None]
+    output_tokens: sa.Column[int | None]
+    error: sa.Column[str | None]
+
+    @property
+    def extras(self) -> tuple[sa.Column[Any], ...]:
+        """Facts about an answer that a writer sets once known (None keeps what is stored)."""
+        return (self.model, self.input_tokens, self.output_tokens, self.error)
 
     @classmethod
     def default(cls) -> Layout:
@@ -94,4 +107,8 @@ class Layout:
             seq=c.seq,
             created_at=c.created_at,
             updated_at=c.updated_at,
+            model=c.model,
+            input_tokens=c.input_tokens,
+            output_tokens=c.output_tokens,
+            error=c.error,
         )

@@ -18,6 +18,12 @@ from ._schema import STREAMING, Layout
 # Bound-parameter names (prefixed so they never collide with column names).
 P_ID, P_SEQ, P_PREV, P_DELTA = "p_id", "p_seq", "p_prev", "p_delta"
 P_STATUS, P_REASON, P_NOW = "p_status", "p_reason", "p_now"
+# Facts a writer learns along the way (model, usage, error); None keeps what is stored.
+EXTRAS = ("model", "input_tokens", "output_tokens", "error")
+
+
+def extra_param(field: str) -> str:
+    return f"p_x_{field}"
 
 
 def append_update(layout: Layout) -> sa.Update:
@@ -40,6 +46,12 @@ def append_update(layout: Layout) -> sa.Update:
                 layout.status: sa.bindparam(P_STATUS),
                 layout.finish_reason: sa.bindparam(P_REASON),
                 layout.updated_at: sa.bindparam(P_NOW),
+                **{
+                    getattr(layout, f): sa.func.coalesce(
+                        sa.bindparam(extra_param(f)), getattr(layout, f)
+                    )
+                    for f in EXTRAS
+                },
             }
         )
     )
@@ -73,9 +85,11 @@ def full_upsert(layout: Layout, dialect: Dialect, rows: list[dict[str, Any]]) ->
     if name in ("sqlite", "postgresql"):
         ins = (sqlite.insert(t) if name == "sqlite" else postgresql.insert(t)).values(rows)
         ex = ins.excluded
+        set_: dict[str, Any] = {c.key: ex[c.key] for c in [*keys, layout.seq]}
+        set_.update({c.key: sa.func.coalesce(ex[c.key], c) for c in layout.extras})
         return ins.on_conflict_do_update(
             index_elements=[layout.id],
-            set_={c.key: ex[c.key] for c in [*keys, layout.seq]},
+            set_=set_,
             where=(layout.seq < ex[layout.seq.key])
             & (layout.status == STREAMING)
             & (layout.session_id == ex[layout.session_id.key]),
@@ -83,18 +97,34 @@ def full_upsert(layout: Layout, dialect: Dialect, rows: list[dict[str, Any]]) ->
     if name in ("mysql", "mariadb"):
         mins = mysql.insert(t).values(rows)
         new = mins.inserted
-        # MySQL applies the assignments left to right and each sees the ones before,
-        # and it has no WHERE here. So seq moves first under the full guard, and the
-        # other columns follow only where seq now equals the new one.
-        moved = (
+        # MySQL has no WHERE here, and applies the assignments left to right, each
+        # seeing the ones before. So every column but status is guarded by `newer`
+        # (which reads only seq, status and session_id) and seq is set after them;
+        # status comes last, guarded by "this very write landed" (seq and the
+        # write's timestamp now match it).
+        newer = (
             (layout.seq < new[layout.seq.key])
             & (layout.status == STREAMING)
             & (layout.session_id == new[layout.session_id.key])
         )
-        landed = (layout.seq == new[layout.seq.key]) & (layout.status == STREAMING)
+        content_cols = [c for c in keys if c is not layout.status]
         assignments: list[tuple[Any, Any]] = [
-            (layout.seq.key, sa.case((moved, new[layout.seq.key]), else_=layout.seq))
+            (c.key, sa.case((newer, new[c.key]), else_=c)) for c in content_cols
         ]
-        assignments += [(c.key, sa.case((landed, new[c.key]), else_=c)) for c in keys]
+        assignments += [
+            (c.key, sa.case((newer, sa.func.coalesce(new[c.key], c)), else_=c))
+            for c in layout.extras
+        ]
+        assignments.append(
+            (layout.seq.key, sa.case((newer, new[layout.seq.key]), else_=layout.seq))
+        )
+        landed = (
+            (layout.seq == new[layout.seq.key])
+            & (layout.updated_at == new[layout.updated_at.key])
+            & (layout.status == STREAMING)
+        )
+        assignments.append(
+            (layout.status.key, sa.case((landed, new[layout.status.key]), else_=layout.status))
+        )
         return mins.on_duplicate_key_update(assignments)
     raise NotImplementedError(f"chatpersist does not support the {name!r} dialect")

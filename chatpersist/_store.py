@@ -15,7 +15,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from . import _migrate
+from . import _migrate, _sql
 from ._clock import Clock, SystemClock
 from ._draft import AsyncDraft, Draft
 from ._engine import make_engine, read_tx, write_tx
@@ -23,6 +23,11 @@ from ._errors import MessageConflict, NotMigrated, UnknownMessage, UnknownSessio
 from ._message import INTERRUPTED_MARKER, Message, build_message, to_db_time
 from ._schema import COMPLETE, ID_LENGTH, STREAMING, Layout
 from ._writer import DraftState, Writer, WriterStats
+
+# finish reasons of an answer that ended as the model meant it to.
+NORMAL_FINISH_REASONS = frozenset(
+    {"stop", "length", "end_turn", "max_tokens", "stop_sequence", "tool_calls", "tool_use"}
+)
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,58 @@ class ChatStore:
                 )
         return self.get_message(mid)
 
+    def save_partial(
+        self,
+        session_id: str,
+        message_id: str,
+        content: str,
+        seq: int,
+        *,
+        done: bool = False,
+        finish_reason: str | None = None,
+        role: str = "assistant",
+    ) -> tuple[bool, Message]:
+        """Store the text of an answer whose stream a client holds (it sends the whole text).
+
+        Idempotent and seq-guarded: a request whose `seq` is not newer than the stored
+        one, or that comes after the message is complete, changes nothing. `done` ends
+        the answer: complete, unless `finish_reason` says it was cut (anything other
+        than a normal stop reason, e.g. "stopped" or "disconnected"). Returns whether
+        the request was applied, and the message as stored.
+        """
+        if not isinstance(content, str):
+            raise TypeError(f"content must be str, not {type(content).__name__}")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            raise ValueError("seq must be a positive integer")
+        _check_role(role)
+        mid = _check_id(message_id, "message_id")
+        L = self.layout
+        status, reason = STREAMING, finish_reason if done else None
+        if done and (finish_reason or "stop") in NORMAL_FINISH_REASONS:
+            status, reason = COMPLETE, finish_reason or "stop"
+        now = self._stamp()
+        row = {
+            L.id.key: mid,
+            L.session_id.key: session_id,
+            L.role.key: role,
+            L.content.key: self._writer.sanitize(content),
+            L.status.key: status,
+            L.finish_reason.key: reason,
+            L.seq.key: seq,
+            L.created_at.key: now,
+            L.updated_at.key: now,
+            **{c.key: None for c in L.extras},
+        }
+        with self._tx(write=True) as conn:
+            self._require_session(conn, session_id)
+            owner = conn.execute(sa.select(L.session_id).where(L.id == mid)).scalar()
+            if owner is not None:
+                _check_owner(mid, owner, session_id)
+            conn.execute(_sql.full_upsert(L, self.engine.dialect, [row]))
+            stored = conn.execute(self._select().where(L.id == mid)).one()
+        message = self._to_message(stored, self.clock.now())
+        return message.seq == seq and message.content == row[L.content.key], message
+
     def draft(
         self,
         session_id: str,
@@ -280,7 +337,7 @@ class ChatStore:
                 conn.execute(
                     sa.update(L.messages)
                     .where(L.id == mid)
-                    .values({L.seq: seq, L.finish_reason: None, L.updated_at: now})
+                    .values({L.seq: seq, L.finish_reason: None, L.error: None, L.updated_at: now})
                 )
         state = DraftState(
             message_id=mid,
@@ -322,7 +379,7 @@ class ChatStore:
         L = self.layout
         return sa.select(
             L.id, L.session_id, L.role, L.content, L.status,
-            L.finish_reason, L.seq, L.created_at, L.updated_at,
+            L.finish_reason, L.seq, L.created_at, L.updated_at, *L.extras,
         )  # fmt: skip
 
     def _to_message(self, row: sa.Row[*tuple[Any, ...]], now: datetime) -> Message:
@@ -339,6 +396,10 @@ class ChatStore:
             now=now,
             lease=timedelta(seconds=self.lease_seconds),
             marker=self.interrupted_marker,
+            model=row[9],
+            input_tokens=row[10],
+            output_tokens=row[11],
+            error=row[12],
         )
 
     def _stamp(self) -> datetime:

@@ -66,6 +66,8 @@ class DraftState:
         self.done = threading.Event()
         self._callbacks: list[Callable[[], None]] = []
         self.flushes = 0
+        #: model / input_tokens / output_tokens / error, written with the next flush.
+        self.extras: dict[str, Any] = {}
 
     def text(self) -> str:
         return "".join([*self.committed, self.inflight or "", *self.pending])
@@ -114,6 +116,7 @@ class _Job:
     reason: str | None
     final: bool
     heartbeat: bool = False
+    extras: dict[str, Any] | None = None
 
 
 @dataclass
@@ -177,6 +180,10 @@ class Writer:
                     self._cond.notify()
             if len(state.pending) >= state.every_chunks and self._waiting:
                 self._cond.notify()
+
+    def set_extra(self, state: DraftState, field: str, value: object) -> None:
+        with self._cond:
+            state.extras[field] = value
 
     def flush_now(self, state: DraftState, timeout: float | None) -> None:
         with self._cond:
@@ -281,10 +288,11 @@ class Writer:
         state.pending.clear()
         state.first_pending_at = None
         state.inflight = delta
+        extras = dict(state.extras)
         if state.final is not None:
             status, reason = state.final
-            return _Job(state, state.seq + 1, delta, status, reason, final=True)
-        return _Job(state, state.seq + 1, delta, STREAMING, None, final=False)
+            return _Job(state, state.seq + 1, delta, status, reason, final=True, extras=extras)
+        return _Job(state, state.seq + 1, delta, STREAMING, None, final=False, extras=extras)
 
     def _restore(self, job: _Job) -> None:
         state = job.state
@@ -357,6 +365,7 @@ class Writer:
             _sql.P_STATUS: job.status,
             _sql.P_REASON: job.reason,
             _sql.P_NOW: now,
+            **{_sql.extra_param(f): (job.extras or {}).get(f) for f in _sql.EXTRAS},
         }
 
     def _landed(self, conn: sa.Connection, jobs: list[_Job]) -> set[int]:
@@ -383,6 +392,7 @@ class Writer:
                     L.seq.key: j.seq,
                     L.created_at.key: now,
                     L.updated_at.key: now,
+                    **{getattr(L, f).key: (j.extras or {}).get(f) for f in _sql.EXTRAS},
                 }
             )
         conn.execute(_sql.full_upsert(L, self._engine.dialect, rows))

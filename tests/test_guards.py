@@ -51,6 +51,7 @@ def test_out_of_order_writes_are_ignored(store: ChatStore) -> None:
         _sql.P_STATUS: STREAMING,
         _sql.P_REASON: None,
         _sql.P_NOW: to_db_time(store.clock.now()),
+        **{_sql.extra_param(f): None for f in _sql.EXTRAS},
     }
     with store.engine.begin() as conn:
         assert conn.execute(_sql.append_update(store.layout), [params]).rowcount == 0
@@ -157,3 +158,12 @@ def test_not_migrated_is_a_clear_error(db_url: str) -> None:
         store.create_session()
     with sa.create_engine(db_url).connect() as conn:
         assert not sa.inspect(conn).has_table("chatpersist_messages")
+
+
+def test_same_seq_write_changes_nothing(store: ChatStore) -> None:
+    sid = store.create_session()
+    _upsert(store, "m2", sid, "first", 3, STREAMING)
+    _upsert(store, "m2", sid, "impostor", 3, COMPLETE)
+    assert _row(store, "m2") == ("first", 3, STREAMING)
+    _upsert(store, "m2", sid, "done", 4, COMPLETE)
+    assert _row(store, "m2") == ("done", 4, COMPLETE)
