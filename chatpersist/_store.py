@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import _migrate, _sql
+from ._audit import AuditMixin
 from ._clock import Clock, SystemClock
 from ._draft import AsyncDraft, Draft
 from ._engine import make_engine, read_tx, write_tx
@@ -39,7 +40,7 @@ class DraftOptions:
     every_seconds: float
 
 
-class ChatStore:
+class ChatStore(AuditMixin):
     """Chat history with drafts that survive an interrupted stream.
 
     `url_or_engine` is a SQLAlchemy URL string or Engine. A flush of a draft is due
