@@ -16,6 +16,7 @@ from ._errors import (
     UnknownSession,
 )
 from ._message import INTERRUPTED_MARKER, Message
+from ._retrofit import MessagesTable, SessionsTable
 from ._schema import COMPLETE, STREAMING
 from ._store import ChatStore
 from ._writer import WriterStats
@@ -26,6 +27,7 @@ __all__ = [
     "COMPLETE",
     "INTERRUPTED_MARKER",
     "STREAMING",
+    "SessionsTable",
     "AsyncDraft",
     "ChatPersistError",
     "ChatStore",
@@ -35,6 +37,7 @@ __all__ = [
     "ManualClock",
     "Message",
     "MessageConflict",
+    "MessagesTable",
     "NotMigrated",
     "SystemClock",
     "UnknownMessage",

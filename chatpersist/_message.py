@@ -9,6 +9,7 @@ from typing import Any
 from ._schema import COMPLETE, STREAMING
 
 INTERRUPTED_MARKER = "(response interrupted)"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,8 @@ def build_message(
     status: str,
     finish_reason: str | None,
     seq: int,
-    created_at: datetime,
-    updated_at: datetime,
+    created_at: datetime | None,
+    updated_at: datetime | None,
     now: datetime,
     lease: timedelta,
     marker: str,
@@ -87,7 +88,11 @@ def build_message(
     output_tokens: int | None = None,
     error: str | None = None,
 ) -> Message:
-    updated = as_utc(updated_at)
+    # Rows written before the draft columns existed have no heartbeat (and an app's
+    # table may have no created_at): fall back so the loader never fails on them.
+    created = as_utc(created_at) if created_at is not None else None
+    updated = as_utc(updated_at) if updated_at is not None else created or EPOCH
+    created = created or updated
     streaming = status == STREAMING
     # A finish_reason on a streaming row means its writer ended it abnormally.
     interrupted = streaming and (finish_reason is not None or now - updated > lease)
@@ -102,7 +107,7 @@ def build_message(
         status=status,
         finish_reason=finish_reason,
         seq=seq,
-        created_at=as_utc(created_at),
+        created_at=created,
         updated_at=updated,
         interrupted=interrupted,
         live=streaming and not interrupted,

@@ -4,44 +4,67 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
+
+if TYPE_CHECKING:
+    from ._retrofit import MessagesTable
+    from ._schema import Layout
 
 VERSION_TABLE = "chatpersist_alembic_version"
 
 
-def script_location() -> str:
+def script_location(retrofit: bool = False) -> str:
     # In a wheel the migrations are packaged as chatpersist/migrations; in a
     # checkout (or an editable install) they are the repository's top-level folder.
     packaged = resources.files("chatpersist") / "migrations"
     if packaged.is_dir():
-        return str(packaged)
-    checkout = Path(__file__).resolve().parent.parent / "migrations"
-    if (checkout / "env.py").is_file():
-        return str(checkout)
-    raise RuntimeError("chatpersist's migrations are missing from this installation")
+        base = str(packaged)
+    else:
+        checkout = Path(__file__).resolve().parent.parent / "migrations"
+        if not (checkout / "env.py").is_file():
+            raise RuntimeError("chatpersist's migrations are missing from this installation")
+        base = str(checkout)
+    return str(Path(base) / "retrofit") if retrofit else base
 
 
-def config(engine: Engine) -> Config:
+def config(engine: Engine, table: MessagesTable | None = None) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", script_location())
+    cfg.set_main_option("script_location", script_location(retrofit=table is not None))
     cfg.attributes["engine"] = engine
+    cfg.attributes["table"] = table
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    command.upgrade(config(engine), revision)
+def upgrade(engine: Engine, revision: str = "head", table: MessagesTable | None = None) -> None:
+    command.upgrade(config(engine, table), revision)
 
 
-def downgrade(engine: Engine, revision: str = "base") -> None:
-    command.downgrade(config(engine), revision)
+def downgrade(engine: Engine, revision: str = "base", table: MessagesTable | None = None) -> None:
+    command.downgrade(config(engine, table), revision)
 
 
-def current(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
+def current(engine: Engine, table: MessagesTable | None = None) -> str | None:
+    opts = {"version_table": VERSION_TABLE if table is None else table.version_table}
+    if table is not None and table.schema:
+        opts["version_table_schema"] = table.schema
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
-        return ctx.get_current_revision()
+        return MigrationContext.configure(conn, opts=opts).get_current_revision()
+
+
+def missing(engine: Engine, layout: Layout) -> str | None:
+    """Why the schema does not fit `layout` (a table or a draft column missing), or None."""
+    t = layout.messages
+    inspector = sa.inspect(engine)
+    if not inspector.has_table(t.name, schema=t.schema):
+        return f"table {t.name!r} is missing"
+    have = {c["name"] for c in inspector.get_columns(t.name, schema=t.schema)}
+    lacking = sorted(c.name for c in t.columns if c.name not in have)
+    if lacking:
+        return f"table {t.name!r} lacks the columns {', '.join(lacking)}"
+    return None

@@ -72,25 +72,51 @@ class Layout:
     """Where each logical field lives. All SQL is built from these columns."""
 
     messages: sa.Table
-    sessions: sa.Table | None
-    id: sa.Column[str]
-    session_id: sa.Column[str]
+    id: sa.Column[Any]
+    session_id: sa.Column[Any]
     role: sa.Column[str]
     content: sa.Column[str]
     status: sa.Column[str]
     finish_reason: sa.Column[str | None]
     seq: sa.Column[int]
-    created_at: sa.Column[datetime]
+    created_at: sa.Column[datetime] | None
     updated_at: sa.Column[datetime]
     model: sa.Column[str | None]
     input_tokens: sa.Column[int | None]
     output_tokens: sa.Column[int | None]
     error: sa.Column[str | None]
+    #: Our own sessions table (create_session works), else None.
+    sessions: sa.Table | None = None
+    #: A table whose `id` a session id must exist in, and its column to touch once per draft.
+    session_check: sa.Column[Any] | None = None
+    session_touch: sa.Column[Any] | None = None
+    #: Integer message / session ids (autoincrement message ids) instead of strings.
+    int_ids: bool = False
+    int_session_ids: bool = False
+    #: Extra values for the host's own NOT NULL columns when a draft row is inserted.
+    insert_defaults: tuple[tuple[str, Any], ...] = ()
 
     @property
     def extras(self) -> tuple[sa.Column[Any], ...]:
         """Facts about an answer that a writer sets once known (None keeps what is stored)."""
         return (self.model, self.input_tokens, self.output_tokens, self.error)
+
+    def msg_key(self, message_id: str | int) -> Any:
+        """A message id as the database wants it bound."""
+        return int(message_id) if self.int_ids else str(message_id)
+
+    def session_key(self, session_id: str | int) -> Any:
+        return int(session_id) if self.int_session_ids else str(session_id)
+
+    def new_row(self, now: datetime) -> dict[str, Any]:
+        """Values every inserted row gets besides the draft's own (keyed by column key)."""
+        row = {k: (v() if callable(v) else v) for k, v in self.insert_defaults}
+        if self.created_at is not None:
+            row[self.created_at.key] = now
+        return row
+
+    def order(self) -> tuple[sa.Column[Any], ...]:
+        return (self.id,) if self.created_at is None else (self.created_at, self.id)
 
     @classmethod
     def default(cls) -> Layout:
@@ -98,6 +124,8 @@ class Layout:
         return cls(
             messages=messages,
             sessions=sessions,
+            session_check=sessions.c.id,
+            session_touch=sessions.c.updated_at,
             id=c.id,
             session_id=c.session_id,
             role=c.role,

@@ -22,6 +22,7 @@ from ._draft import AsyncDraft, Draft
 from ._engine import make_engine, read_tx, write_tx
 from ._errors import MessageConflict, NotMigrated, UnknownMessage, UnknownSession
 from ._message import INTERRUPTED_MARKER, Message, build_message, to_db_time
+from ._retrofit import MessagesTable
 from ._schema import COMPLETE, ID_LENGTH, STREAMING, Layout
 from ._writer import DraftState, Writer, WriterStats
 
@@ -59,13 +60,16 @@ class ChatStore(AuditMixin):
         clock: Clock | None = None,
         interrupted_marker: str = INTERRUPTED_MARKER,
         final_timeout: float | None = 30.0,
+        table: str | MessagesTable | None = None,
     ) -> None:
         _check_intervals(every_chunks, every_seconds)
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
         self.engine = make_engine(url_or_engine)
         self._owns_engine = not isinstance(url_or_engine, Engine)
-        self.layout = Layout.default()
+        #: Where messages live: chatpersist's own tables, or the app's (see `MessagesTable`).
+        self.table = MessagesTable(table) if isinstance(table, str) else table
+        self.layout = Layout.default() if self.table is None else self.table.layout()
         self.every_chunks = every_chunks
         self.every_seconds = every_seconds
         self.lease_seconds = lease_seconds
@@ -86,8 +90,8 @@ class ChatStore(AuditMixin):
     # -- lifecycle --
 
     def migrate(self, revision: str = "head") -> None:
-        """Create or upgrade chatpersist's tables (alembic upgrade)."""
-        _migrate.upgrade(self.engine, revision)
+        """Create or upgrade chatpersist's tables, or add the draft columns to the app's."""
+        _migrate.upgrade(self.engine, revision, self.table)
 
     def close(self, timeout: float | None = 10.0) -> None:
         """Flush and end every open draft (as cancelled), then release the engine."""
@@ -131,35 +135,27 @@ class ChatStore(AuditMixin):
             raise TypeError(f"content must be str, not {type(content).__name__}")
         _check_role(role)
         L = self.layout
-        mid = _check_id(message_id, "message_id") if message_id is not None else _new_id()
+        mid = None if message_id is None else self._message_id(message_id)
         now = self._stamp()
         text = self._writer.sanitize(content)
         with self._tx(write=True) as conn:
             self._require_session(conn, session_id)
-            row = conn.execute(sa.select(L.session_id, L.status, L.seq).where(L.id == mid)).first()
+            row = None
+            if mid is not None:
+                row = conn.execute(
+                    sa.select(L.session_id, L.status).where(L.id == L.msg_key(mid))
+                ).first()
             if row is None:
-                conn.execute(
-                    sa.insert(L.messages).values(
-                        {
-                            L.id: mid,
-                            L.session_id: session_id,
-                            L.role: role,
-                            L.content: text,
-                            L.status: COMPLETE,
-                            L.seq: 0,
-                            L.created_at: now,
-                            L.updated_at: now,
-                        }
-                    )
-                )
+                mid = self._insert(conn, mid, session_id, role, text, COMPLETE, now)
             else:
+                assert mid is not None
                 _check_owner(mid, row[0], session_id)
                 if row[1] == COMPLETE:
                     raise MessageConflict(f"message {mid!r} is already complete")
                 # The host's "save on finish" for a draft: complete the same row.
                 conn.execute(
                     sa.update(L.messages)
-                    .where(L.id == mid)
+                    .where(L.id == L.msg_key(mid))
                     .values(
                         {
                             L.content: text,
@@ -175,7 +171,7 @@ class ChatStore(AuditMixin):
     def save_partial(
         self,
         session_id: str,
-        message_id: str,
+        message_id: str | int,
         content: str,
         seq: int,
         *,
@@ -196,38 +192,38 @@ class ChatStore(AuditMixin):
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
             raise ValueError("seq must be a positive integer")
         _check_role(role)
-        mid = _check_id(message_id, "message_id")
+        mid = self._message_id(message_id)
         L = self.layout
         status, reason = STREAMING, finish_reason if done else None
         if done and (finish_reason or "stop") in NORMAL_FINISH_REASONS:
             status, reason = COMPLETE, finish_reason or "stop"
         now = self._stamp()
         row = {
-            L.id.key: mid,
-            L.session_id.key: session_id,
+            **L.new_row(now),
+            L.id.key: L.msg_key(mid),
+            L.session_id.key: L.session_key(session_id),
             L.role.key: role,
             L.content.key: self._writer.sanitize(content),
             L.status.key: status,
             L.finish_reason.key: reason,
             L.seq.key: seq,
-            L.created_at.key: now,
             L.updated_at.key: now,
             **{c.key: None for c in L.extras},
         }
         with self._tx(write=True) as conn:
             self._require_session(conn, session_id)
-            owner = conn.execute(sa.select(L.session_id).where(L.id == mid)).scalar()
+            owner = conn.execute(sa.select(L.session_id).where(L.id == L.msg_key(mid))).scalar()
             if owner is not None:
                 _check_owner(mid, owner, session_id)
             conn.execute(_sql.full_upsert(L, self.engine.dialect, [row]))
-            stored = conn.execute(self._select().where(L.id == mid)).one()
+            stored = conn.execute(self._select().where(L.id == L.msg_key(mid))).one()
         message = self._to_message(stored, self.clock.now())
         return message.seq == seq and message.content == row[L.content.key], message
 
     def draft(
         self,
         session_id: str,
-        message_id: str | None = None,
+        message_id: str | int | None = None,
         role: str = "assistant",
         every_chunks: int | None = None,
         every_seconds: float | None = None,
@@ -238,7 +234,7 @@ class ChatStore(AuditMixin):
     def draft_async(
         self,
         session_id: str,
-        message_id: str | None = None,
+        message_id: str | int | None = None,
         role: str = "assistant",
         every_chunks: int | None = None,
         every_seconds: float | None = None,
@@ -250,12 +246,13 @@ class ChatStore(AuditMixin):
 
     # -- reading --
 
-    def get_message(self, message_id: str) -> Message:
+    def get_message(self, message_id: str | int) -> Message:
         L = self.layout
+        mid = self._message_id(message_id)
         with self._tx() as conn:
-            row = conn.execute(self._select().where(L.id == message_id)).first()
+            row = conn.execute(self._select().where(L.id == L.msg_key(mid))).first()
         if row is None:
-            raise UnknownMessage(message_id)
+            raise UnknownMessage(mid)
         return self._to_message(row, self.clock.now())
 
     def history(self, session_id: str) -> list[Message]:
@@ -264,7 +261,7 @@ class ChatStore(AuditMixin):
         with self._tx() as conn:
             self._require_session(conn, session_id)
             rows = conn.execute(
-                self._select().where(L.session_id == session_id).order_by(L.created_at, L.id)
+                self._select().where(L.session_id == L.session_key(session_id)).order_by(*L.order())
             ).all()
         now = self.clock.now()
         return [self._to_message(r, now) for r in rows]
@@ -291,7 +288,7 @@ class ChatStore(AuditMixin):
     def _options(
         self,
         session_id: str,
-        message_id: str | None,
+        message_id: str | int | None,
         role: str,
         every_chunks: int | None,
         every_seconds: float | None,
@@ -300,36 +297,28 @@ class ChatStore(AuditMixin):
         n = self.every_chunks if every_chunks is None else every_chunks
         t = self.every_seconds if every_seconds is None else every_seconds
         _check_intervals(n, t)
-        mid = None if message_id is None else _check_id(message_id, "message_id")
-        return DraftOptions(_check_id(session_id, "session_id"), mid, role, n, t)
+        mid = None if message_id is None else self._message_id(message_id)
+        return DraftOptions(self._session_id(session_id), mid, role, n, t)
 
     def _open_draft(self, o: DraftOptions) -> DraftState:
         """Create (or take over) the draft's row, then hand it to the writer."""
         L = self.layout
-        mid = o.message_id or _new_id()
+        mid = o.message_id
         now = self._stamp()
         text, seq = "", 0
         with self._tx(write=True) as conn:
             self._require_session(conn, o.session_id, touch=now)
-            row = conn.execute(
-                sa.select(L.session_id, L.status, L.seq, L.content).where(L.id == mid)
-            ).first()
-            if row is None:
-                conn.execute(
-                    sa.insert(L.messages).values(
-                        {
-                            L.id: mid,
-                            L.session_id: o.session_id,
-                            L.role: o.role,
-                            L.content: "",
-                            L.status: STREAMING,
-                            L.seq: 0,
-                            L.created_at: now,
-                            L.updated_at: now,
-                        }
+            row = None
+            if mid is not None:
+                row = conn.execute(
+                    sa.select(L.session_id, L.status, L.seq, L.content).where(
+                        L.id == L.msg_key(mid)
                     )
-                )
+                ).first()
+            if row is None:
+                mid = self._insert(conn, mid, o.session_id, o.role, "", STREAMING, now)
             else:
+                assert mid is not None
                 _check_owner(mid, row[0], o.session_id)
                 if row[1] == COMPLETE:
                     raise MessageConflict(f"message {mid!r} is already complete")
@@ -337,7 +326,7 @@ class ChatStore(AuditMixin):
                 text, seq = row[3], row[2] + 1
                 conn.execute(
                     sa.update(L.messages)
-                    .where(L.id == mid)
+                    .where(L.id == L.msg_key(mid))
                     .values({L.seq: seq, L.finish_reason: None, L.error: None, L.updated_at: now})
                 )
         state = DraftState(
@@ -352,6 +341,48 @@ class ChatStore(AuditMixin):
         self._writer.register(state)
         return state
 
+    def _insert(
+        self,
+        conn: sa.Connection,
+        message_id: str | None,
+        session_id: str,
+        role: str,
+        content: str,
+        status: str,
+        now: datetime,
+    ) -> str:
+        """Insert a message row; returns its id (made here, or by the database)."""
+        L = self.layout
+        values: dict[str, Any] = {
+            **L.new_row(now),
+            L.session_id.key: L.session_key(session_id),
+            L.role.key: role,
+            L.content.key: content,
+            L.status.key: status,
+            L.seq.key: 0,
+            L.updated_at.key: now,
+        }
+        if message_id is not None or not L.int_ids:
+            message_id = message_id or _new_id()
+            values[L.id.key] = L.msg_key(message_id)
+        result = conn.execute(sa.insert(L.messages).values(values))
+        if message_id is None:
+            # An autoincrement id: the database chose it.
+            pk = result.inserted_primary_key
+            assert pk is not None
+            message_id = str(pk[0])
+        return message_id
+
+    def _message_id(self, value: object) -> str:
+        if self.layout.int_ids:
+            return _check_int_id(value, "message_id")
+        return _check_id(value, "message_id")
+
+    def _session_id(self, value: object) -> str:
+        if self.layout.int_session_ids:
+            return _check_int_id(value, "session_id")
+        return _check_id(value, "session_id")
+
     def _sessions_table(self) -> sa.Table:
         if self.layout.sessions is None:
             raise RuntimeError("this store has no sessions table")
@@ -360,17 +391,20 @@ class ChatStore(AuditMixin):
     def _require_session(
         self, conn: sa.Connection, session_id: str, touch: datetime | None = None
     ) -> None:
-        sessions = self.layout.sessions
-        if sessions is None:
-            return
-        if touch is not None:
+        L = self.layout
+        if L.session_check is None:
+            return  # the app's table has no sessions table to check against
+        key = L.session_key(session_id)
+        if touch is not None and L.session_touch is not None:
             # Once per draft, not per flush: sidebars sort by it.
             found = conn.execute(
-                sa.update(sessions).where(sessions.c.id == session_id).values(updated_at=touch)
+                sa.update(L.session_check.table)
+                .where(L.session_check == key)
+                .values({L.session_touch: touch})
             ).rowcount
         else:
             found = (
-                conn.execute(sa.select(sa.literal(1)).where(sessions.c.id == session_id)).first()
+                conn.execute(sa.select(sa.literal(1)).where(L.session_check == key)).first()
                 is not None
             )
         if not found:
@@ -380,13 +414,15 @@ class ChatStore(AuditMixin):
         L = self.layout
         return sa.select(
             L.id, L.session_id, L.role, L.content, L.status,
-            L.finish_reason, L.seq, L.created_at, L.updated_at, *L.extras,
+            L.finish_reason, L.seq,
+            sa.null() if L.created_at is None else L.created_at,
+            L.updated_at, *L.extras,
         )  # fmt: skip
 
     def _to_message(self, row: sa.Row[*tuple[Any, ...]], now: datetime) -> Message:
         return build_message(
-            id=row[0],
-            session_id=row[1],
+            id=str(row[0]),
+            session_id=str(row[1]),
             role=row[2],
             content=row[3],
             status=row[4],
@@ -422,8 +458,9 @@ class ChatStore(AuditMixin):
             with write_tx(self.engine) if write else read_tx(self.engine) as conn:
                 yield conn
         except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
-            if not sa.inspect(self.engine).has_table(self.layout.messages.name):
-                raise NotMigrated(f"table {self.layout.messages.name!r} is missing") from exc
+            problem = _migrate.missing(self.engine, self.layout)
+            if problem:
+                raise NotMigrated(problem) from exc
             raise
 
 
@@ -439,13 +476,20 @@ def _check_id(value: object, what: str) -> str:
     return value
 
 
+def _check_int_id(value: object, what: str) -> str:
+    try:
+        return str(int(str(value)))
+    except ValueError:
+        raise ValueError(f"{what} must be an integer id here: {value!r}") from None
+
+
 def _check_role(role: object) -> None:
     if not isinstance(role, str) or not role or len(role) > 32:
         raise ValueError(f"role must be a non-empty string of at most 32 characters: {role!r}")
 
 
-def _check_owner(message_id: str, owner: str, session_id: str) -> None:
-    if owner != session_id:
+def _check_owner(message_id: str, owner: object, session_id: str) -> None:
+    if str(owner) != session_id:
         raise MessageConflict(f"message {message_id!r} belongs to another session")
 
 

@@ -340,7 +340,11 @@ class Writer:
                 conn.execute(
                     self._beat_stmt,
                     [
-                        {_sql.P_ID: j.state.message_id, _sql.P_SEQ: j.seq, _sql.P_NOW: now}
+                        {
+                            _sql.P_ID: self._layout.msg_key(j.state.message_id),
+                            _sql.P_SEQ: j.seq,
+                            _sql.P_NOW: now,
+                        }
                         for j in beats
                     ],
                 )
@@ -358,7 +362,7 @@ class Writer:
 
     def _params(self, job: _Job, now: Any) -> dict[str, Any]:
         return {
-            _sql.P_ID: job.state.message_id,
+            _sql.P_ID: self._layout.msg_key(job.state.message_id),
             _sql.P_PREV: job.seq - 1,
             _sql.P_SEQ: job.seq,
             _sql.P_DELTA: self.sanitize(job.delta),
@@ -370,9 +374,9 @@ class Writer:
 
     def _landed(self, conn: sa.Connection, jobs: list[_Job]) -> set[int]:
         L = self._layout
-        ids = [j.state.message_id for j in jobs]
+        ids = [L.msg_key(j.state.message_id) for j in jobs]
         rows = conn.execute(sa.select(L.id, L.seq).where(L.id.in_(ids))).all()
-        stored = {r[0]: r[1] for r in rows}
+        stored = {str(r[0]): r[1] for r in rows}
         return {id(j) for j in jobs if stored.get(j.state.message_id) == j.seq}
 
     def _write_whole(self, conn: sa.Connection, jobs: list[_Job], now: Any) -> None:
@@ -383,14 +387,14 @@ class Writer:
             text = "".join([*j.state.committed, j.delta])
             rows.append(
                 {
-                    L.id.key: j.state.message_id,
-                    L.session_id.key: j.state.session_id,
+                    **L.new_row(now),
+                    L.id.key: L.msg_key(j.state.message_id),
+                    L.session_id.key: L.session_key(j.state.session_id),
                     L.role.key: j.state.role,
                     L.content.key: self.sanitize(text),
                     L.status.key: j.status,
                     L.finish_reason.key: j.reason,
                     L.seq.key: j.seq,
-                    L.created_at.key: now,
                     L.updated_at.key: now,
                     **{getattr(L, f).key: (j.extras or {}).get(f) for f in _sql.EXTRAS},
                 }
