@@ -335,3 +335,31 @@ def test_host_alembic_history_and_autogenerate(host_project: Path, db_url: str) 
         "created_at",
     }
     engine.dispose()
+
+
+def test_app_sessions_table_is_checked_and_touched(db_url: str) -> None:
+    from chatpersist import SessionsTable, UnknownSession
+
+    engine = sa.create_engine(db_url)
+    md = sa.MetaData()
+    legacy_table(md)
+    chats = sa.Table(
+        "chats",
+        md,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("updated_at", sa.DateTime(), nullable=True),
+    )
+    md.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(chats).values(id="c1", updated_at=None))
+    target = MessagesTable("messages", sessions=SessionsTable("chats", updated_at="updated_at"))
+    with ChatStore(engine, table=target) as store:
+        store.migrate()
+        with pytest.raises(UnknownSession), store.draft("nope"):
+            pass
+        with store.draft("c1") as d:
+            d.append("ok")
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(chats.c.updated_at)).scalar() is not None
+        assert store.history("c1")[0].content == "ok"
+    engine.dispose()

@@ -1,0 +1,47 @@
+"""The retrofit example: the "before" app loses the answer, the "after" app keeps it,
+and the change between them stays small."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "retrofit"
+
+
+def run(script: str, db: Path) -> str:
+    env = {**os.environ, "CHAT_DB_URL": f"sqlite:///{db}"}
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLE / script)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_before_loses_the_answer_after_keeps_it(tmp_path: Path) -> None:
+    before = run("before.py", tmp_path / "before.db")
+    assert "assistant:" not in before
+    after = run("after.py", tmp_path / "after.db")
+    assert "assistant: Here is a long answer" in after
+    assert "(response interrupted)" in after
+
+
+def test_the_change_is_at_most_ten_lines_besides_the_migration() -> None:
+    a = (EXAMPLE / "before.py").read_text().splitlines()
+    b = (EXAMPLE / "after.py").read_text().splitlines()
+    changed = [
+        line
+        for line in difflib.unified_diff(a, b, lineterm="", n=0)
+        if line[:1] in "+-"
+        and not line.startswith(("+++", "---"))
+        and line[1:].strip()
+        and "migrat" not in line
+    ]
+    added = [x for x in changed if x.startswith("+")]
+    removed = [x for x in changed if x.startswith("-")]
+    assert len(added) <= 10 and len(removed) <= 10, changed
+    readme = (EXAMPLE / "README.md").read_text()
+    assert all(line[1:] in readme for line in added)  # the README shows the current diff
