@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import threading
 import uuid
@@ -21,10 +23,13 @@ from ._clock import Clock, SystemClock
 from ._draft import AsyncDraft, Draft
 from ._engine import make_engine, read_tx, write_tx
 from ._errors import MessageConflict, NotMigrated, UnknownMessage, UnknownSession
+from ._journal import Journal
 from ._message import INTERRUPTED_MARKER, Message, build_message, to_db_time
 from ._retrofit import MessagesTable
 from ._schema import COMPLETE, ID_LENGTH, STREAMING, Layout
 from ._writer import DraftState, Writer, WriterStats
+
+log = logging.getLogger("chatpersist")
 
 # finish reasons of an answer that ended as the model meant it to.
 NORMAL_FINISH_REASONS = frozenset(
@@ -48,6 +53,11 @@ class ChatStore(AuditMixin):
     every `every_chunks` chunks or `every_seconds` after its first unflushed chunk.
     A streaming draft whose heartbeat is older than `lease_seconds` loads as
     interrupted (its writer is gone).
+
+    When the database is away, flushes are retried with backoff (`retry_wait`, a
+    tenacity wait policy); with a `journal` file, drafts that could not be written for
+    `spill_after` seconds are appended (fsynced) to it and replayed when the database
+    is back, at the next start, or by `recover()`.
     """
 
     def __init__(
@@ -61,6 +71,9 @@ class ChatStore(AuditMixin):
         interrupted_marker: str = INTERRUPTED_MARKER,
         final_timeout: float | None = 30.0,
         table: str | MessagesTable | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        spill_after: float = 10.0,
+        retry_wait: Any = None,
     ) -> None:
         _check_intervals(every_chunks, every_seconds)
         if lease_seconds <= 0:
@@ -85,13 +98,25 @@ class ChatStore(AuditMixin):
             # Three beats per lease: one late beat never makes a live draft look dead.
             heartbeat_seconds=lease_seconds / 3,
             sanitize=_sanitizer(self.engine.dialect.name),
+            journal=None if journal is None else Journal(journal),
+            spill_after=spill_after,
+            retry_wait=retry_wait,
         )
+        if journal is not None:
+            try:
+                self.recover()  # what a previous run could not write
+            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+                log.warning("chatpersist: journal not replayed yet, database away: %s", exc)
 
     # -- lifecycle --
 
     def migrate(self, revision: str = "head") -> None:
         """Create or upgrade chatpersist's tables, or add the draft columns to the app's."""
         _migrate.upgrade(self.engine, revision, self.table)
+
+    def recover(self) -> int:
+        """Replay the journal into the database now; returns how many messages it held."""
+        return self._writer.replay()
 
     def close(self, timeout: float | None = 10.0) -> None:
         """Flush and end every open draft (as cancelled), then release the engine."""

@@ -10,17 +10,29 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    stop_never,
+    wait_exponential,
+    wait_random,
+)
 
 from . import _sql
 from ._clock import Clock
 from ._engine import write_tx
 from ._errors import FlushError
+from ._journal import Journal, Record
 from ._message import to_db_time
 from ._schema import STREAMING, Layout
 
@@ -62,6 +74,9 @@ class DraftState:
         self.final: tuple[str, str | None] | None = None
         self.closed = False
         self.superseded = False
+        # False once text went to the journal instead: the row is behind, so the next
+        # database write must be a whole one.
+        self.row_in_sync = True
         self.error: BaseException | None = None
         self.done = threading.Event()
         self._callbacks: list[Callable[[], None]] = []
@@ -125,7 +140,11 @@ class WriterStats:
     flushes: int = 0
     heartbeats: int = 0
     full_writes: int = 0
+    #: failed attempts that were retried
     failures: int = 0
+    #: drafts written to the journal while the database was away, and replayed from it
+    spilled: int = 0
+    replayed: int = 0
 
 
 class Writer:
@@ -137,6 +156,9 @@ class Writer:
         *,
         heartbeat_seconds: float,
         sanitize: Callable[[str], str],
+        journal: Journal | None = None,
+        spill_after: float = 10.0,
+        retry_wait: Any = None,
     ) -> None:
         self._engine = engine
         self._layout = layout
@@ -149,6 +171,13 @@ class Writer:
         self._stopping = False
         self._waiting = False
         self._wake_at: float | None = None
+        self._journal = journal
+        self._spill_after = spill_after
+        # A tenacity wait policy: how long to wait between attempts while the database
+        # is away (plain object, replaceable in tests).
+        self._retry_wait = retry_wait or wait_exponential(multiplier=0.05, max=2.0) + wait_random(
+            0, 0.05
+        )
         self._append_stmt = _sql.append_update(layout)
         self._beat_stmt = _sql.heartbeat_update(layout)
         self.stats = WriterStats()
@@ -229,7 +258,6 @@ class Writer:
     # -- the writer thread --
 
     def _run(self) -> None:
-        backoff = 0.05
         while True:
             with self._cond:
                 jobs = self._collect()
@@ -241,17 +269,110 @@ class Writer:
                     self._cond.wait(timeout)
                     self._waiting = False
                     jobs = self._collect()
+            self._flush(jobs)
+
+    def _flush(self, jobs: list[_Job]) -> None:
+        """Commit a batch, retrying while the database is away; past `spill_after`
+        (with a journal) the batch goes to the journal instead."""
+        stop = stop_after_delay(self._spill_after) if self._journal else stop_never
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception_type(_TRANSIENT),
+                wait=self._retry_wait,
+                stop=stop,
+                before_sleep=self._on_retry,
+                reraise=True,
+            ):
+                with attempt:
+                    self._write(jobs)
+        except _TRANSIENT as exc:
+            log.warning("chatpersist: database away for %.0f s (%s)", self._spill_after, exc)
+            self._spill(jobs)
+            return
+        except Exception:  # noqa: BLE001 - the writer must outlive any fault
+            log.exception("chatpersist: flush failed")
+            with self._cond:
+                for job in jobs:
+                    self._restore(job)
+            time.sleep(0.5)
+            return
+        if self._journal is not None and self._journal.size():
             try:
-                self._write(jobs)
-                backoff = 0.05
-            except Exception as exc:  # noqa: BLE001 - the writer must outlive any fault
-                self.stats.failures += 1
-                log.warning("chatpersist: flush of %d drafts failed: %s", len(jobs), exc)
-                with self._cond:
-                    for job in jobs:
-                        self._restore(job)
-                    self._cond.wait(backoff)
-                backoff = min(backoff * 2, 2.0)
+                self.replay()
+            except _TRANSIENT:
+                pass  # the next successful flush tries again
+
+    def _on_retry(self, retry_state: RetryCallState) -> None:
+        self.stats.failures += 1
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        log.warning("chatpersist: flush failed, retrying: %s", exc)
+
+    def _spill(self, jobs: list[_Job]) -> None:
+        assert self._journal is not None
+        written_at = to_db_time(self._clock.now()).isoformat()
+        writes = [j for j in jobs if not j.heartbeat]
+        records = [
+            Record(
+                message_id=j.state.message_id,
+                session_id=j.state.session_id,
+                role=j.state.role,
+                content=self.sanitize("".join([*j.state.committed, j.delta])),
+                seq=j.seq,
+                status=j.status,
+                finish_reason=j.reason,
+                extras={k: v for k, v in (j.extras or {}).items() if v is not None},
+                written_at=written_at,
+            )
+            for j in writes
+        ]
+        try:
+            self._journal.append(records)
+        except OSError:
+            log.exception("chatpersist: cannot write the journal %s", self._journal.path)
+            with self._cond:
+                for job in jobs:
+                    self._restore(job)
+            return
+        self.stats.spilled += len(records)
+        mono = self._clock.monotonic()
+        with self._cond:
+            for job in jobs:
+                if job.heartbeat:
+                    job.state.inflight = None
+                    continue
+                self._settle(job, True, mono)
+                job.state.row_in_sync = False
+            self._cond.notify_all()
+
+    def replay(self) -> int:
+        """Write the journal's newest record of each message to the database, then
+        forget them. Seq guards make a record that is already applied change nothing."""
+        if self._journal is None:
+            return 0
+        size = self._journal.size()
+        records = self._journal.latest()
+        L = self._layout
+        rows = [
+            {
+                **L.new_row(datetime.fromisoformat(r.written_at)),
+                L.id.key: L.msg_key(r.message_id),
+                L.session_id.key: L.session_key(r.session_id),
+                L.role.key: r.role,
+                L.content.key: r.content,
+                L.status.key: r.status,
+                L.finish_reason.key: r.finish_reason,
+                L.seq.key: r.seq,
+                L.updated_at.key: datetime.fromisoformat(r.written_at),
+                **{getattr(L, f).key: r.extras.get(f) for f in _sql.EXTRAS},
+            }
+            for r in records
+        ]
+        with write_tx(self._engine) as conn:
+            for i in range(0, len(rows), 500):
+                conn.execute(_sql.full_upsert(L, self._engine.dialect, rows[i : i + 500]))
+        self._journal.clear(size)
+        self.stats.replayed += len(rows)
+        return len(rows)
 
     def _sleep_time(self) -> float | None:
         now = self._clock.monotonic()
@@ -322,20 +443,20 @@ class Writer:
     def _commit(self, jobs: list[_Job]) -> None:
         now = to_db_time(self._clock.now())
         writes = [j for j in jobs if not j.heartbeat]
+        appends = [j for j in writes if j.state.row_in_sync]
         beats = [j for j in jobs if j.heartbeat]
         applied: set[int] = set()
         with write_tx(self._engine) as conn:
-            if writes:
-                params = [self._params(j, now) for j in writes]
-                result = conn.execute(self._append_stmt, params)
-                if result.rowcount == len(writes):
-                    applied = {id(j) for j in writes}
+            if appends:
+                result = conn.execute(self._append_stmt, [self._params(j, now) for j in appends])
+                if result.rowcount == len(appends):
+                    applied = {id(j) for j in appends}
                 else:
-                    applied = self._landed(conn, writes)
-                    rest = [j for j in writes if id(j) not in applied]
-                    if rest:
-                        self._write_whole(conn, rest, now)
-                        applied |= self._landed(conn, rest)
+                    applied = self._landed(conn, appends)
+            rest = [j for j in writes if id(j) not in applied]
+            if rest:
+                self._write_whole(conn, rest, now)
+                applied |= self._landed(conn, rest)
             if beats:
                 conn.execute(
                     self._beat_stmt,
@@ -408,6 +529,7 @@ class Writer:
         if applied:
             state.committed.append(job.delta)
             state.seq = job.seq
+            state.row_in_sync = True
             state.flushes += 1
             if job.final:
                 self._drop(state, None)
