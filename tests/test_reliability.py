@@ -102,6 +102,8 @@ def test_hostile_input(store: ChatStore, backend: str) -> None:
     assert store.get_message(d.message_id).content == expected  # nothing lost
 
 
+_STORES: dict[int, tuple[ChatStore, ManualClock]] = {}
+
 ops = st.lists(
     st.one_of(
         st.tuples(st.just("append"), st.text(min_size=0, max_size=6)),
@@ -119,8 +121,14 @@ ops = st.lists(
 def test_any_sequence_leaves_a_prefix(
     make_store: Callable[..., ChatStore], ops: list[tuple[str, object]], ending: str
 ) -> None:
-    clock = ManualClock()
-    store = make_store(every_chunks=3, every_seconds=1.0, clock=clock)
+    # One store for all examples (a store per example would exhaust connections).
+    if id(make_store) not in _STORES:
+        clock = ManualClock()
+        _STORES[id(make_store)] = (
+            make_store(every_chunks=3, every_seconds=1.0, clock=clock),
+            clock,
+        )
+    store, clock = _STORES[id(make_store)]
     sid = store.create_session()
     appended = ""
     seqs: list[int] = []
