@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -279,6 +280,10 @@ class ChatStore(AuditMixin):
         if row is None:
             raise UnknownMessage(mid)
         return self._to_message(row, self.clock.now())
+
+    async def aget_message(self, message_id: str | int) -> Message:
+        """`get_message` without blocking the event loop."""
+        return await asyncio.to_thread(self.get_message, message_id)
 
     def history(self, session_id: str) -> list[Message]:
         """The session's messages, oldest first; drafts marked `live` or `interrupted`."""

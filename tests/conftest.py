@@ -9,85 +9,14 @@ CHATPERSIST_REQUIRE_DBS=1), where they fail.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-import sqlalchemy as sa
+from support import fresh_database
 
 from chatpersist import ChatStore
 
-PG_URL = os.environ.get(
-    "CHATPERSIST_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-MYSQL_URL = os.environ.get(
-    "CHATPERSIST_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
-)
-REQUIRED = os.environ.get("CI", "").lower() in ("1", "true") or bool(
-    os.environ.get("CHATPERSIST_REQUIRE_DBS")
-)
 BACKENDS = ["sqlite", "postgresql", "mysql"]
-
-_reachable: dict[str, str | None] = {}
-
-
-def _unreachable(name: str, url: str) -> str | None:
-    """None when the server answers, else why not."""
-    if name not in _reachable:
-        try:
-            engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-            engine.dispose()
-            _reachable[name] = None
-        except Exception as exc:  # noqa: BLE001
-            _reachable[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-    return _reachable[name]
-
-
-def _require(name: str, url: str) -> None:
-    why = _unreachable(name, url)
-    if why is None:
-        return
-    msg = f"{name} not reachable at {sa.make_url(url).render_as_string()} ({why})"
-    if REQUIRED:
-        pytest.fail(f"{msg}; database tests are required in CI")
-    pytest.skip(f"{msg}; start it or set CHATPERSIST_TEST_{name.upper()}")
-
-
-def fresh_database(backend: str, tmp_path: os.PathLike[str]) -> Iterator[str]:
-    """Yield the URL of an empty database (or schema) that is dropped afterwards."""
-    name = f"cp_{uuid.uuid4().hex[:12]}"
-    if backend == "sqlite":
-        yield f"sqlite:///{os.fspath(tmp_path)}/{name}.db"
-        return
-    if backend == "postgresql":
-        _require("postgres", PG_URL)
-        admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
-        url = sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={name}"})
-        try:
-            yield url.render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
-            admin.dispose()
-        return
-    if backend == "mysql":
-        _require("mysql", MYSQL_URL)
-        admin = sa.create_engine(MYSQL_URL)
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-        url = sa.make_url(MYSQL_URL).set(database=name)
-        try:
-            yield url.render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f"DROP DATABASE `{name}`"))
-            admin.dispose()
-        return
-    raise ValueError(backend)
 
 
 @pytest.fixture(params=BACKENDS)

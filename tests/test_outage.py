@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import fresh_database
-from support import OffsetClock, wait_until
+from support import OffsetClock, fresh_database, wait_until
 from tcp_proxy import TcpProxy
 
 from chatpersist import COMPLETE, ChatStore

@@ -16,7 +16,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from conftest import fresh_database
+from support import fresh_database
 
 from chatpersist import COMPLETE, ChatStore, MessagesTable, NotMigrated, _migrate
 from chatpersist.retrofit import include_object_for
@@ -232,7 +232,7 @@ def test_names_are_validated() -> None:
 HOST_ENV = """
 from alembic import context
 from chatpersist.retrofit import include_object_for
-from conftest import fresh_database
+from support import fresh_database
 import host_models
 
 config = context.config

@@ -1,0 +1,200 @@
+"""The streaming HTTP exchange shared by every provider: open with retries, then
+read events. The sync and async methods are twins that differ only in I/O."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from typing import Any, Protocol
+
+import httpx
+from httpx_sse import EventSource, ServerSentEvent, SSEError, aconnect_sse, connect_sse
+
+from ._chunks import Chunk, ReasoningDelta, TextDelta
+from ._errors import ProviderError, ProviderHTTPError
+from ._retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=10.0, pool=10.0)
+Message = dict[str, Any]
+
+
+class EventParser(Protocol):
+    #: The stream's end marker was seen ([DONE], message_stop).
+    done: bool
+    #: A finish reason was seen: the connection closing after it is a normal end.
+    finished: bool
+
+    def feed(self, event: ServerSentEvent) -> list[Chunk]: ...
+
+
+def http_error(response: httpx.Response, body: str) -> ProviderHTTPError:
+    detail = body.strip()[:500]
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        err = payload.get("error", payload)
+        if isinstance(err, dict):
+            detail = str(err.get("message") or err.get("type") or detail)
+        elif isinstance(err, str):
+            detail = err
+    status = response.status_code
+    return ProviderHTTPError(
+        f"provider answered HTTP {status} {response.reason_phrase}: {detail or '(no message)'}",
+        status=status,
+        retryable=status in RETRYABLE_STATUS,
+        retry_after=parse_retry_after(response.headers.get("retry-after")),
+    )
+
+
+def _has_content(chunks: list[Chunk]) -> bool:
+    return any(isinstance(c, TextDelta | ReasoningDelta) for c in chunks)
+
+
+class HTTPProvider:
+    """Base of the providers: subclasses say what to send and how to read events."""
+
+    url: str
+    retry: RetryPolicy
+    timeout: httpx.Timeout | float
+    client: httpx.Client | None
+    aclient: httpx.AsyncClient | None
+
+    def request(self, messages: list[Message]) -> tuple[dict[str, str], dict[str, Any]]:
+        raise NotImplementedError
+
+    def parser(self) -> EventParser:
+        raise NotImplementedError
+
+    # -- sync --
+
+    def stream(self, messages: list[Message]) -> Iterator[Chunk]:
+        """Stream the answer to `messages` as chunks."""
+        headers, body = self.request(messages)
+        own = self.client is None
+        client = self.client or httpx.Client(timeout=self.timeout)
+        try:
+            for attempt in self.retry.retrying():
+                with attempt:
+                    ctx, events, parser, first = self._open(client, headers, body)
+            try:
+                yield from first
+                if parser.done:
+                    return
+                yield from self._rest(events, parser)
+            finally:
+                ctx.__exit__(None, None, None)
+        finally:
+            if own:
+                client.close()
+
+    def _open(
+        self, client: httpx.Client, headers: dict[str, str], body: dict[str, Any]
+    ) -> tuple[
+        AbstractContextManager[EventSource], Iterator[ServerSentEvent], EventParser, list[Chunk]
+    ]:
+        ctx = connect_sse(client, "POST", self.url, headers=headers, json=body)
+        source = ctx.__enter__()
+        try:
+            if source.response.status_code >= 400:
+                raise http_error(source.response, source.response.read().decode("utf-8", "replace"))
+            parser = self.parser()
+            events = source.iter_sse()
+            first: list[Chunk] = []
+            for event in events:
+                first += parser.feed(event)
+                if parser.done or _has_content(first):
+                    return ctx, events, parser, first
+            raise ProviderError("the stream ended before any text", retryable=True)
+        except SSEError as exc:
+            ctx.__exit__(None, None, None)
+            raise ProviderError(f"not an event stream: {exc}") from exc
+        except BaseException:
+            ctx.__exit__(None, None, None)
+            raise
+
+    def _rest(self, events: Iterator[ServerSentEvent], parser: EventParser) -> Iterator[Chunk]:
+        try:
+            for event in events:
+                yield from parser.feed(event)
+                if parser.done:
+                    return
+        except httpx.TransportError as exc:
+            raise ProviderError(f"connection lost mid-answer: {exc}", after_text=True) from exc
+        except ProviderError as exc:
+            exc.after_text = True
+            raise
+        if not parser.finished:
+            raise ProviderError("the stream ended before the answer was complete", after_text=True)
+
+    # -- async twin --
+
+    async def astream(self, messages: list[Message]) -> AsyncIterator[Chunk]:
+        """Stream the answer to `messages` as chunks, without blocking the event loop."""
+        headers, body = self.request(messages)
+        own = self.aclient is None
+        client = self.aclient or httpx.AsyncClient(timeout=self.timeout)
+        try:
+            async for attempt in self.retry.aretrying():
+                with attempt:
+                    ctx, events, parser, first = await self._aopen(client, headers, body)
+            try:
+                for chunk in first:
+                    yield chunk
+                if parser.done:
+                    return
+                async for chunk in self._arest(events, parser):
+                    yield chunk
+            finally:
+                await ctx.__aexit__(None, None, None)
+        finally:
+            if own:
+                await client.aclose()
+
+    async def _aopen(
+        self, client: httpx.AsyncClient, headers: dict[str, str], body: dict[str, Any]
+    ) -> tuple[
+        AbstractAsyncContextManager[EventSource],
+        AsyncIterator[ServerSentEvent],
+        EventParser,
+        list[Chunk],
+    ]:
+        ctx = aconnect_sse(client, "POST", self.url, headers=headers, json=body)
+        source = await ctx.__aenter__()
+        try:
+            if source.response.status_code >= 400:
+                text = (await source.response.aread()).decode("utf-8", "replace")
+                raise http_error(source.response, text)
+            parser = self.parser()
+            events = source.aiter_sse()
+            first: list[Chunk] = []
+            async for event in events:
+                first += parser.feed(event)
+                if parser.done or _has_content(first):
+                    return ctx, events, parser, first
+            raise ProviderError("the stream ended before any text", retryable=True)
+        except SSEError as exc:
+            await ctx.__aexit__(None, None, None)
+            raise ProviderError(f"not an event stream: {exc}") from exc
+        except BaseException:
+            await ctx.__aexit__(None, None, None)
+            raise
+
+    async def _arest(
+        self, events: AsyncIterator[ServerSentEvent], parser: EventParser
+    ) -> AsyncIterator[Chunk]:
+        try:
+            async for event in events:
+                for chunk in parser.feed(event):
+                    yield chunk
+                if parser.done:
+                    return
+        except httpx.TransportError as exc:
+            raise ProviderError(f"connection lost mid-answer: {exc}", after_text=True) from exc
+        except ProviderError as exc:
+            exc.after_text = True
+            raise
+        if not parser.finished:
+            raise ProviderError("the stream ended before the answer was complete", after_text=True)

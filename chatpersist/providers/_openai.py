@@ -1,0 +1,80 @@
+"""OpenAI-compatible chat completions (OpenAI, vLLM, llama.cpp, Ollama, LM Studio,
+OpenRouter...), streamed over SSE."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+from httpx_sse import ServerSentEvent
+
+from ._chunks import Chunk, Finish
+from ._errors import ProviderError
+from ._http import DEFAULT_TIMEOUT, HTTPProvider, Message
+from ._parse import openai_chunks
+from ._retry import RetryPolicy
+
+
+class _Parser:
+    def __init__(self) -> None:
+        self.done = False
+        self.finished = False
+
+    def feed(self, event: ServerSentEvent) -> list[Chunk]:
+        data = event.data.strip()
+        if not data:
+            return []
+        if data == "[DONE]":
+            self.done = True
+            return []
+        try:
+            payload = json.loads(data)
+        except ValueError as exc:
+            raise ProviderError(f"malformed event from provider: {data[:200]!r}") from exc
+        chunks = openai_chunks(payload)
+        self.finished = self.finished or any(isinstance(c, Finish) for c in chunks)
+        return chunks
+
+
+class OpenAICompatible(HTTPProvider):
+    """`POST {base_url}/chat/completions` with `stream: true`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        *,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        headers: dict[str, str] | None = None,
+        extra_body: dict[str, Any] | None = None,
+        client: httpx.Client | None = None,
+        aclient: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.api_key = api_key
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.headers = headers or {}
+        self.extra_body = extra_body or {}
+        self.client = client
+        self.aclient = aclient
+
+    def request(self, messages: list[Message]) -> tuple[dict[str, str], dict[str, Any]]:
+        headers = {"accept": "text/event-stream", **self.headers}
+        if self.api_key:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **self.extra_body,
+        }
+        return headers, body
+
+    def parser(self) -> _Parser:
+        return _Parser()

@@ -1,0 +1,91 @@
+"""Streaming any source (a provider, an SDK stream, plain strings) into a draft."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ._adapters import to_chunks
+from ._chunks import Finish, ModelName, TextDelta, Usage
+from ._errors import ProviderError
+
+if TYPE_CHECKING:
+    from .._draft import _DraftBase
+    from .._message import Message
+    from .._store import ChatStore
+
+
+def feed(draft: _DraftBase, item: Any) -> str:
+    """Record one item of a stream on `draft`; returns the answer text it carried."""
+    text = ""
+    for chunk in to_chunks(item):
+        if isinstance(chunk, TextDelta):
+            draft.append(chunk.text)
+            text += chunk.text
+        elif isinstance(chunk, Finish):
+            draft.finish_reason = chunk.reason
+        elif isinstance(chunk, ModelName):
+            draft.set_model(chunk.name)
+        elif isinstance(chunk, Usage):
+            draft.set_usage(chunk.input_tokens, chunk.output_tokens)
+    return text
+
+
+def _failed(draft: _DraftBase, exc: ProviderError) -> None:
+    # Text already streamed stays; the answer is marked as cut by the provider.
+    draft.set_error(str(exc))
+    draft.stop("provider_error")
+    exc.message_id = draft.message_id
+
+
+def stream_into(
+    store: ChatStore,
+    session_id: str,
+    source: Iterable[Any],
+    *,
+    message_id: str | None = None,
+    on_text: Callable[[str], object] | None = None,
+) -> Message:
+    """Stream `source` (e.g. `provider.stream(messages)`) into a new draft and return
+    the stored message. A `ProviderError` ends the draft interrupted
+    (finish_reason 'provider_error', partial text kept) and propagates."""
+    with store.draft(session_id, message_id=message_id) as d:
+        try:
+            for item in source:
+                text = feed(d, item)
+                if text and on_text is not None:
+                    on_text(text)
+        except ProviderError as exc:
+            _failed(d, exc)
+            raise
+    return store.get_message(d.message_id)
+
+
+async def astream_into(
+    store: ChatStore,
+    session_id: str,
+    source: AsyncIterable[Any] | Iterable[Any],
+    *,
+    message_id: str | None = None,
+    on_text: Callable[[str], object] | None = None,
+) -> Message:
+    """The asyncio twin of `stream_into` (for `provider.astream(messages)`)."""
+    async with store.draft_async(session_id, message_id=message_id) as d:
+        try:
+            async for item in _aiter(source):
+                text = feed(d, item)
+                if text and on_text is not None:
+                    on_text(text)
+        except ProviderError as exc:
+            _failed(d, exc)
+            raise
+    return await store.aget_message(d.message_id)
+
+
+async def _aiter(source: AsyncIterable[Any] | Iterable[Any]) -> AsyncIterator[Any]:
+    if isinstance(source, AsyncIterable):
+        async for item in source:
+            yield item
+    else:
+        for item in source:
+            yield item
