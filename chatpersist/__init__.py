@@ -5,6 +5,7 @@ streams, and once more however the stream ends; the history loader shows drafts
 nobody is writing any more as interrupted.
 """
 
+from ._audit import ABANDONED, SessionInfo, StatRow
 from ._clock import Clock, ManualClock, SystemClock
 from ._draft import AsyncDraft, Draft
 from ._errors import (
@@ -24,10 +25,13 @@ from ._writer import WriterStats
 __version__ = "0.1.0"
 
 __all__ = [
+    "ABANDONED",
     "COMPLETE",
     "INTERRUPTED_MARKER",
     "STREAMING",
+    "SessionInfo",
     "SessionsTable",
+    "StatRow",
     "AsyncDraft",
     "ChatPersistError",
     "ChatStore",

@@ -1,8 +1,294 @@
-"""Auditing and recovering interrupted answers (library side of the CLI's audit,
-sweep, continue and regenerate commands)."""
+"""Auditing and recovering interrupted answers: the library side of the CLI's
+sessions, audit, sweep, continue and regenerate commands."""
 
 from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from ._errors import MessageConflict
+from ._message import Message, to_db_time
+from ._schema import COMPLETE, STREAMING
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from ._clock import Clock
+    from ._draft import Draft
+    from ._schema import Layout
+    from .providers import Provider
+
+#: finish_reason `sweep` gives drafts whose writer is gone.
+ABANDONED = "abandoned"
+CONTINUE_INSTRUCTION = (
+    "Continue your previous answer exactly where it stopped. Do not repeat anything "
+    "you already wrote and do not comment on the interruption."
+)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: str
+    title: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    messages: int
+    interrupted: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+            "messages": self.messages,
+            "interrupted": self.interrupted,
+        }
+
+
+@dataclass(frozen=True)
+class StatRow:
+    day: str
+    model: str | None
+    reason: str | None
+    answers: int
+    interrupted: int
+
+    @property
+    def rate(self) -> float:
+        return self.interrupted / self.answers if self.answers else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "day": self.day,
+            "model": self.model,
+            "reason": self.reason,
+            "answers": self.answers,
+            "interrupted": self.interrupted,
+            "rate": round(self.rate, 4),
+        }
+
+
+def _cutoff(since: timedelta | datetime | None, now: datetime) -> datetime | None:
+    if since is None:
+        return None
+    return now - since if isinstance(since, timedelta) else since
 
 
 class AuditMixin:
     """Methods of `ChatStore` for operators: listing, counting, sweeping, recovering."""
+
+    if TYPE_CHECKING:  # what the mixin uses of ChatStore
+        layout: Layout
+        clock: Clock
+        lease_seconds: float
+
+        def _tx(self, write: bool = False) -> AbstractContextManager[sa.Connection]: ...
+        def _select(self) -> sa.Select[*tuple[Any, ...]]: ...
+        def _to_message(self, row: sa.Row[*tuple[Any, ...]], now: datetime) -> Message: ...
+        def get_message(self, message_id: str | int) -> Message: ...
+        def history(self, session_id: str) -> list[Message]: ...
+        def draft(self, session_id: str, message_id: str | int | None = None) -> Draft: ...
+
+    def sessions(self, limit: int | None = None) -> list[SessionInfo]:
+        """Sessions, most recently active first, with message and interruption counts."""
+        L = self.layout
+        by_session: dict[str, list[Message]] = {}
+        for m in self._messages(None):
+            by_session.setdefault(m.session_id, []).append(m)
+        infos: dict[str, SessionInfo] = {}
+        if L.sessions is not None:
+            with self._tx() as conn:
+                rows = conn.execute(sa.select(L.sessions)).all()
+            for r in rows:
+                msgs = by_session.get(str(r.id), [])
+                infos[str(r.id)] = SessionInfo(
+                    str(r.id), r.title, _aware(r.created_at), _aware(r.updated_at),
+                    len(msgs), sum(m.interrupted for m in msgs),
+                )  # fmt: skip
+        for sid, msgs in by_session.items():
+            if sid not in infos:
+                infos[sid] = SessionInfo(
+                    sid, None, msgs[0].created_at, max(m.updated_at for m in msgs),
+                    len(msgs), sum(m.interrupted for m in msgs),
+                )  # fmt: skip
+        out = sorted(infos.values(), key=lambda s: s.updated_at or _EPOCH, reverse=True)
+        return out[:limit] if limit is not None else out
+
+    def interrupted(
+        self,
+        since: timedelta | datetime | None = None,
+        session_id: str | None = None,
+        reason: str | None = None,
+    ) -> list[Message]:
+        """Interrupted answers (newest first), optionally since a time, in one session,
+        or with one finish_reason (None matches an expired lease: 'lease_expired')."""
+        now = self.clock.now()
+        cutoff = _cutoff(since, now)
+        found = [
+            m
+            for m in self._messages(session_id, status=STREAMING)
+            if m.interrupted and (cutoff is None or m.created_at >= cutoff)
+        ]
+        if reason is not None:
+            found = [m for m in found if (m.finish_reason or "lease_expired") == reason]
+        return sorted(found, key=lambda m: m.created_at, reverse=True)
+
+    def audit_stats(self, since: timedelta | datetime | None = None) -> list[StatRow]:
+        """Assistant answers and interruptions per day, model and reason."""
+        cutoff = _cutoff(since, self.clock.now())
+        answers: Counter[tuple[str, str | None]] = Counter()
+        cut: Counter[tuple[str, str | None, str]] = Counter()
+        for m in self._messages(None, role="assistant"):
+            if cutoff is not None and m.created_at < cutoff:
+                continue
+            key = (m.created_at.date().isoformat(), m.model)
+            answers[key] += 1
+            if m.interrupted:
+                cut[(*key, m.finish_reason or "lease_expired")] += 1
+        rows = [
+            StatRow(day, model, reason, answers[(day, model)], n)
+            for (day, model, reason), n in cut.items()
+        ]
+        rows += [
+            StatRow(day, model, None, n, 0)
+            for (day, model), n in answers.items()
+            if not any(r.day == day and r.model == model for r in rows)
+        ]
+        return sorted(rows, key=lambda r: (r.day, r.model or "", r.reason or ""))
+
+    def sweep(self) -> int:
+        """Mark drafts whose writer is gone (heartbeat older than the lease) as
+        abandoned, so audits need no clock. Safe while apps write: one guarded UPDATE
+        never touches a draft whose heartbeat is fresh, and a writer that was only late
+        clears the mark with its next flush."""
+        L = self.layout
+        cutoff = to_db_time(self.clock.now() - timedelta(seconds=self.lease_seconds))
+        with self._tx(write=True) as conn:
+            result = conn.execute(
+                sa.update(L.messages)
+                .where(L.status == STREAMING, L.finish_reason.is_(None), L.updated_at < cutoff)
+                .values({L.finish_reason: ABANDONED})
+            )
+        return int(result.rowcount or 0)
+
+    def continue_answer(
+        self,
+        message_id: str,
+        provider: Provider,
+        *,
+        on_text: Callable[[str], object] | None = None,
+    ) -> Message:
+        """Continue an interrupted answer with `provider`: the new text is appended to
+        the same message, which ends complete."""
+        target = self._recoverable(message_id)
+        history = self._history_before(target)
+        partial = target.content
+        if getattr(provider, "prefill", False):
+            # Anthropic: the partial answer is the assistant turn the model extends
+            # (the API refuses trailing whitespace there).
+            messages = [*history, {"role": "assistant", "content": partial.rstrip()}]
+        else:
+            messages = [
+                *history,
+                {"role": "assistant", "content": partial},
+                {"role": "user", "content": CONTINUE_INSTRUCTION},
+            ]
+        return self._stream_to(target, provider.stream(messages), on_text)
+
+    def regenerate(
+        self,
+        message_id: str,
+        provider: Provider,
+        *,
+        on_text: Callable[[str], object] | None = None,
+    ) -> Message:
+        """Answer again in place: the same message (same id, same position) gets a
+        fresh answer to the history before it."""
+        L = self.layout
+        target = self.get_message(message_id)
+        if target.live:
+            raise MessageConflict(f"message {message_id!r} is still being written")
+        with self._tx(write=True) as conn:
+            conn.execute(
+                sa.update(L.messages)
+                .where(L.id == L.msg_key(message_id))
+                .values(
+                    {L.content: "", L.status: STREAMING, L.finish_reason: "regenerating",
+                     L.error: None, L.seq: L.seq + 1}
+                )
+            )  # fmt: skip
+        target = self.get_message(message_id)
+        history = self._history_before(target)
+        return self._stream_to(target, provider.stream(history), on_text)
+
+    # -- helpers --
+
+    def _recoverable(self, message_id: str) -> Message:
+        m = self.get_message(message_id)
+        if m.status == COMPLETE:
+            raise MessageConflict(f"message {message_id!r} is complete: nothing to continue")
+        if m.live:
+            raise MessageConflict(f"message {message_id!r} is still being written")
+        return m
+
+    def _history_before(self, target: Message) -> list[dict[str, str]]:
+        out: list[dict[str, str]] = []
+        for m in self.history(target.session_id):
+            if m.id == target.id:
+                break
+            if m.live or (m.interrupted and not m.content):
+                continue
+            out.append({"role": m.role, "content": m.content})
+        return out
+
+    def _stream_to(
+        self,
+        target: Message,
+        source: Iterable[Any],
+        on_text: Callable[[str], object] | None,
+    ) -> Message:
+        from .providers import ProviderError, feed
+
+        with self.draft(target.session_id, message_id=target.id) as d:
+            try:
+                for item in source:
+                    text = feed(d, item)
+                    if text and on_text is not None:
+                        on_text(text)
+            except ProviderError as exc:
+                d.set_error(str(exc))
+                d.stop("provider_error")
+                exc.message_id = d.message_id
+                raise
+        return self.get_message(target.id)
+
+    def _messages(
+        self, session_id: str | None, status: str | None = None, role: str | None = None
+    ) -> list[Message]:
+        L = self.layout
+        query = self._select()
+        if session_id is not None:
+            query = query.where(L.session_id == L.session_key(session_id))
+        if status is not None:
+            query = query.where(L.status == status)
+        if role is not None:
+            query = query.where(L.role == role)
+        with self._tx() as conn:
+            rows = conn.execute(query.order_by(*L.order())).all()
+        now = self.clock.now()
+        return [self._to_message(r, now) for r in rows]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    from ._message import as_utc
+
+    return as_utc(value) if value is not None else None

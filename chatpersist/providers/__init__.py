@@ -9,6 +9,7 @@ from ._anthropic import Anthropic
 from ._chunks import Chunk, Finish, ModelName, ReasoningDelta, TextDelta, Usage
 from ._errors import ProviderError, ProviderHTTPError
 from ._fake import CANNED_ANSWER, FakeModelServer
+from ._http import HTTPProvider, Provider
 from ._openai import OpenAICompatible
 from ._pipe import astream_into, feed, stream_into
 from ._retry import NO_RETRY, RetryPolicy
@@ -19,9 +20,11 @@ __all__ = [
     "Anthropic",
     "Chunk",
     "FakeModelServer",
+    "HTTPProvider",
     "Finish",
     "ModelName",
     "OpenAICompatible",
+    "Provider",
     "ProviderError",
     "ProviderHTTPError",
     "ReasoningDelta",

@@ -42,6 +42,9 @@ class Anthropic(HTTPProvider):
     """`POST {base_url}/v1/messages` with `stream: true`. A leading system message goes
     to the top-level `system` field; a last assistant message is a prefill."""
 
+    #: The model extends a last assistant message (used to continue cut answers).
+    prefill = True
+
     def __init__(
         self,
         model: str,

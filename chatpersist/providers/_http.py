@@ -19,6 +19,12 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=10.0, pool=10.0)
 Message = dict[str, Any]
 
 
+class Provider(Protocol):
+    """Anything that streams an answer to a list of messages."""
+
+    def stream(self, messages: list[Message]) -> Iterator[Chunk]: ...
+
+
 class EventParser(Protocol):
     #: The stream's end marker was seen ([DONE], message_stop).
     done: bool
