@@ -140,12 +140,13 @@ class AuditMixin:
         return sorted(found, key=lambda m: m.created_at, reverse=True)
 
     def audit_stats(self, since: timedelta | datetime | None = None) -> list[StatRow]:
-        """Assistant answers and interruptions per day, model and reason."""
+        """Assistant answers and interruptions per day, model and reason (answers still
+        being written are left out: their outcome is not known yet)."""
         cutoff = _cutoff(since, self.clock.now())
         answers: Counter[tuple[str, str | None]] = Counter()
         cut: Counter[tuple[str, str | None, str]] = Counter()
         for m in self._messages(None, role="assistant"):
-            if cutoff is not None and m.created_at < cutoff:
+            if m.live or (cutoff is not None and m.created_at < cutoff):
                 continue
             key = (m.created_at.date().isoformat(), m.model)
             answers[key] += 1

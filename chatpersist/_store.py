@@ -119,6 +119,10 @@ class ChatStore(AuditMixin):
         """Replay the journal into the database now; returns how many messages it held."""
         return self._writer.replay()
 
+    def recover_from(self, journal: str | os.PathLike[str]) -> int:
+        """Replay another journal file (e.g. one a dead process left behind)."""
+        return self._writer.replay(Journal(journal))
+
     def close(self, timeout: float | None = 10.0) -> None:
         """Flush and end every open draft (as cancelled), then release the engine."""
         self._writer.stop(timeout)

@@ -344,13 +344,14 @@ class Writer:
                 job.state.row_in_sync = False
             self._cond.notify_all()
 
-    def replay(self) -> int:
+    def replay(self, journal: Journal | None = None) -> int:
         """Write the journal's newest record of each message to the database, then
         forget them. Seq guards make a record that is already applied change nothing."""
-        if self._journal is None:
+        journal = journal or self._journal
+        if journal is None:
             return 0
-        size = self._journal.size()
-        records = self._journal.latest()
+        size = journal.size()
+        records = journal.latest()
         L = self._layout
         rows = [
             {
@@ -370,7 +371,7 @@ class Writer:
         with write_tx(self._engine) as conn:
             for i in range(0, len(rows), 500):
                 conn.execute(_sql.full_upsert(L, self._engine.dialect, rows[i : i + 500]))
-        self._journal.clear(size)
+        journal.clear(size)
         self.stats.replayed += len(rows)
         return len(rows)
 

@@ -4,7 +4,7 @@ read events. The sync and async methods are twins that differ only in I/O."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, Protocol
 
@@ -76,7 +76,7 @@ class HTTPProvider:
 
     # -- sync --
 
-    def stream(self, messages: list[Message]) -> Iterator[Chunk]:
+    def stream(self, messages: list[Message]) -> Generator[Chunk, None, None]:
         """Stream the answer to `messages` as chunks."""
         headers, body = self.request(messages)
         own = self.client is None
@@ -137,7 +137,7 @@ class HTTPProvider:
 
     # -- async twin --
 
-    async def astream(self, messages: list[Message]) -> AsyncIterator[Chunk]:
+    async def astream(self, messages: list[Message]) -> AsyncGenerator[Chunk, None]:
         """Stream the answer to `messages` as chunks, without blocking the event loop."""
         headers, body = self.request(messages)
         own = self.aclient is None
