@@ -188,19 +188,23 @@ class AuditMixin:
         """Continue an interrupted answer with `provider`: the new text is appended to
         the same message, which ends complete."""
         target = self._recoverable(message_id)
-        history = self._history_before(target)
-        partial = target.content
-        if getattr(provider, "prefill", False):
-            # Anthropic: the partial answer is the assistant turn the model extends
-            # (the API refuses trailing whitespace there).
-            messages = [*history, {"role": "assistant", "content": partial.rstrip()}]
-        else:
-            messages = [
-                *history,
-                {"role": "assistant", "content": partial},
-                {"role": "user", "content": CONTINUE_INSTRUCTION},
-            ]
+        messages = self.continuation(message_id, prefill=bool(getattr(provider, "prefill", False)))
         return self._stream_to(target, provider.stream(messages), on_text)
+
+    def continuation(self, message_id: str, *, prefill: bool = False) -> list[dict[str, str]]:
+        """The messages that ask a model to continue an interrupted answer. With
+        `prefill` (Anthropic), the partial answer is the assistant turn the model
+        extends (without trailing whitespace, which the API refuses); otherwise it is
+        followed by an instruction to continue exactly where it stopped."""
+        target = self._recoverable(message_id)
+        history = self._history_before(target)
+        if prefill:
+            return [*history, {"role": "assistant", "content": target.content.rstrip()}]
+        return [
+            *history,
+            {"role": "assistant", "content": target.content},
+            {"role": "user", "content": CONTINUE_INSTRUCTION},
+        ]
 
     def regenerate(
         self,

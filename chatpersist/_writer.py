@@ -41,6 +41,7 @@ log = logging.getLogger("chatpersist")
 # Longest the writer sleeps while drafts are open, so an injected clock that jumps
 # ahead is noticed promptly.
 _MAX_TICK = 0.25
+_NOTIFY = sa.text("SELECT pg_notify('chatpersist', :ids)")
 _TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
 
@@ -458,6 +459,11 @@ class Writer:
             if rest:
                 self._write_whole(conn, rest, now)
                 applied |= self._landed(conn, rest)
+            if writes and self._engine.dialect.name == "postgresql":
+                # Wake followers (chatpersist.asgi.follow) as soon as this commits.
+                ids = [j.state.message_id for j in writes if id(j) in applied]
+                for i in range(0, len(ids), 25):  # payloads stay under PostgreSQL's 8000 bytes
+                    conn.execute(_NOTIFY, {"ids": ",".join(ids[i : i + 25])})
             if beats:
                 conn.execute(
                     self._beat_stmt,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._adapters import to_chunks
@@ -82,7 +82,7 @@ async def astream_into(
     return await store.aget_message(d.message_id)
 
 
-async def _aiter(source: AsyncIterable[Any] | Iterable[Any]) -> AsyncIterator[Any]:
+async def _aiter(source: AsyncIterable[Any] | Iterable[Any]) -> AsyncGenerator[Any, None]:
     if isinstance(source, AsyncIterable):
         async for item in source:
             yield item
