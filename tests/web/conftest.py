@@ -1,0 +1,45 @@
+"""A real uvicorn process serving the webchat example, per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from webserver import ROOT, Server, free_port
+
+
+@pytest.fixture
+def webchat(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    servers: list[Server] = []
+
+    def start(*args: str, db: str | None = None, delay: float = 0.02) -> Server:
+        port = free_port()
+        db = db or f"sqlite:///{tmp_path}/web-{port}.db"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "examples.webchat", "--db", db, "--port", str(port),
+             "--fake-delay", str(delay), *args],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        server = Server(proc, port, db)
+        servers.append(server)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(server.url + "/api/sessions", timeout=1).raise_for_status()
+                return server
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the webchat server did not start") from None
+                time.sleep(0.1)
+
+    yield start
+    for s in servers:
+        if s.proc.poll() is None:
+            s.proc.kill()
+        s.proc.wait()

@@ -1,0 +1,23 @@
+"""Helpers for the web tests: a free port and the running example server."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, db: str) -> None:
+        self.proc = proc
+        self.port = port
+        self.db = db
+        self.url = f"http://127.0.0.1:{port}"
