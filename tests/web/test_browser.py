@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import REQUIRED
+from webserver import ROOT, Server
 
 from chatpersist import COMPLETE, ChatStore
 from chatpersist.providers import CANNED_ANSWER
-from support import REQUIRED
-from webserver import ROOT, Server
 
 CHROMIUM = os.environ.get("CHATPERSIST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
