@@ -24,7 +24,9 @@ import sqlalchemy as sa
 
 from chatpersist import ChatStore, MessagesTable, _migrate
 
-PG = os.environ.get("CHATPERSIST_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG = os.environ.get(
+    "CHATPERSIST_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 MYSQL = os.environ.get(
     "CHATPERSIST_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
 )

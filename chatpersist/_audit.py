@@ -258,20 +258,10 @@ class AuditMixin:
         source: Iterable[Any],
         on_text: Callable[[str], object] | None,
     ) -> Message:
-        from .providers import ProviderError, feed
+        from .providers import stream_into
 
-        with self.draft(target.session_id, message_id=target.id) as d:
-            try:
-                for item in source:
-                    text = feed(d, item)
-                    if text and on_text is not None:
-                        on_text(text)
-            except ProviderError as exc:
-                d.set_error(str(exc))
-                d.stop("provider_error")
-                exc.message_id = d.message_id
-                raise
-        return self.get_message(target.id)
+        # A draft on the target's id resumes it: new text goes after what is stored.
+        return stream_into(self, target.session_id, source, message_id=target.id, on_text=on_text)  # type: ignore[arg-type]
 
     def _messages(
         self, session_id: str | None, status: str | None = None, role: str | None = None

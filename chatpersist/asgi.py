@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from ._draft import _DraftBase
 from ._errors import ChatPersistError, MessageConflict, UnknownSession
 from ._message import Message
 from ._store import ChatStore
@@ -135,18 +136,8 @@ class ChatStreams:
         failure: BaseException | None = None
         try:
             yield sse("start", {"message_id": d.message_id, "session_id": session_id})
-            try:
-                async for item in items:
-                    text = feed(d, item)
-                    if text:
-                        yield sse("delta", {"text": text})
-                    if stop.is_set():
-                        d.stop("stopped")
-                        break
-            except ProviderError as exc:
-                d.set_error(str(exc))
-                d.stop("provider_error")
-                yield sse("error", {"message": str(exc)})
+            async for event in _pump(d, items, stop):
+                yield event
         except BaseException as exc:  # the client left (cancelled, or closed at a yield)
             d.stop("disconnected" if client.gone else "cancelled")
             failure = exc
@@ -177,18 +168,8 @@ class ChatStreams:
                 async with self.store.draft_async(session_id, message_id=message_id) as d:
                     opened.set_result(d.message_id)
                     stop = self._stops[d.message_id] = asyncio.Event()
-                    try:
-                        async for item in items:
-                            text = feed(d, item)
-                            if text:
-                                queue.put_nowait(sse("delta", {"text": text}))
-                            if stop.is_set():
-                                d.stop("stopped")
-                                break
-                    except ProviderError as exc:
-                        d.set_error(str(exc))
-                        d.stop("provider_error")
-                        queue.put_nowait(sse("error", {"message": str(exc)}))
+                    async for event in _pump(d, items, stop):
+                        queue.put_nowait(event)
                 m = await self.store.aget_message(d.message_id)
                 queue.put_nowait(sse("end", _end(m)))
             except BaseException as exc:
@@ -347,6 +328,24 @@ class _Notifications:
 
 
 NOTIFY_CHANNEL = "chatpersist"
+
+
+async def _pump(
+    d: _DraftBase, items: AsyncIterator[Any], stop: asyncio.Event
+) -> AsyncIterator[str]:
+    """Feed a draft from the provider; the SSE events for the client."""
+    try:
+        async for item in items:
+            text = feed(d, item)
+            if text:
+                yield sse("delta", {"text": text})
+            if stop.is_set():
+                d.stop("stopped")
+                return
+    except ProviderError as exc:
+        d.set_error(str(exc))
+        d.stop("provider_error")
+        yield sse("error", {"message": str(exc)})
 
 
 def _end(m: Message) -> dict[str, Any]:

@@ -59,16 +59,11 @@ class Anthropic(HTTPProvider):
         client: httpx.Client | None = None,
         aclient: httpx.AsyncClient | None = None,
     ) -> None:
-        self.url = base_url.rstrip("/") + "/v1/messages"
-        self.model = model
-        self.api_key = api_key
+        super().__init__(
+            base_url.rstrip("/") + "/v1/messages", model, api_key, timeout=timeout,
+            retry=retry, headers=headers, extra_body=extra_body, client=client, aclient=aclient,
+        )  # fmt: skip
         self.max_tokens = max_tokens
-        self.timeout = timeout
-        self.retry = retry or RetryPolicy()
-        self.headers = headers or {}
-        self.extra_body = extra_body or {}
-        self.client = client
-        self.aclient = aclient
 
     def request(self, messages: list[Message]) -> tuple[dict[str, str], dict[str, Any]]:
         headers = {

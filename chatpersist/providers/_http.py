@@ -62,11 +62,28 @@ def _has_content(chunks: list[Chunk]) -> bool:
 class HTTPProvider:
     """Base of the providers: subclasses say what to send and how to read events."""
 
-    url: str
-    retry: RetryPolicy
-    timeout: httpx.Timeout | float
-    client: httpx.Client | None
-    aclient: httpx.AsyncClient | None
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        api_key: str | None,
+        *,
+        timeout: httpx.Timeout | float,
+        retry: RetryPolicy | None,
+        headers: dict[str, str] | None,
+        extra_body: dict[str, Any] | None,
+        client: httpx.Client | None,
+        aclient: httpx.AsyncClient | None,
+    ) -> None:
+        self.url = url
+        self.model = model
+        self.api_key = api_key
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.headers = headers or {}
+        self.extra_body = extra_body or {}
+        self.client = client
+        self.aclient = aclient
 
     def request(self, messages: list[Message]) -> tuple[dict[str, str], dict[str, Any]]:
         raise NotImplementedError

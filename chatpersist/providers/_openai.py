@@ -53,15 +53,10 @@ class OpenAICompatible(HTTPProvider):
         client: httpx.Client | None = None,
         aclient: httpx.AsyncClient | None = None,
     ) -> None:
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model = model
-        self.api_key = api_key
-        self.timeout = timeout
-        self.retry = retry or RetryPolicy()
-        self.headers = headers or {}
-        self.extra_body = extra_body or {}
-        self.client = client
-        self.aclient = aclient
+        super().__init__(
+            base_url.rstrip("/") + "/chat/completions", model, api_key, timeout=timeout,
+            retry=retry, headers=headers, extra_body=extra_body, client=client, aclient=aclient,
+        )  # fmt: skip
 
     def request(self, messages: list[Message]) -> tuple[dict[str, str], dict[str, Any]]:
         headers = {"accept": "text/event-stream", **self.headers}

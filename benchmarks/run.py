@@ -1,0 +1,519 @@
+"""Write strategies side by side, on the same simulated streams.
+
+    python -m benchmarks.run --quick            # under 2 minutes: SQLite and PostgreSQL
+    python -m benchmarks.run --full             # adds 10,000 PostgreSQL streams, 2 KB answers
+    python -m benchmarks.run --quick --db sqlite
+
+Each (strategy, workload, database) runs in its own subprocess on a fresh database,
+so peak RSS and CPU are its own. Prints a table, writes benchmarks/results/run.json and
+benchmarks/results/run.png. See docs/benchmarks.md for what each column means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from chatpersist import ChatStore
+
+from .strategies import (
+    EVERY_CHUNKS,
+    EVERY_SECONDS,
+    ChatPersistDefault,
+    PerDraftFlush,
+    SaveEveryChunk,
+    SaveOnFinish,
+)
+
+PG = os.environ.get(
+    "CHATPERSIST_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+RESULTS = Path(__file__).resolve().parent / "results"
+STRATEGIES = ["finish", "every-chunk", "per-draft", "chatpersist"]
+RATE = 30.0  # chunks per second per stream
+WORDS = "the quick brown fox jumps over a lazy dog while streams flow on and on".split()
+
+
+def answer_chunks(seed: int, size: int, chunk: int = 4) -> list[str]:
+    rng = random.Random(seed)
+    text = ""
+    while len(text) < size:
+        text += rng.choice(WORDS) + " "
+    return [text[i : i + chunk] for i in range(0, len(text), chunk)]
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+class Meter:
+    """Counts what reaches the database: commits, rows, bytes of text sent."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.lock = threading.Lock()
+        self.transactions = self.rows = self.bytes = 0
+        event.listen(engine, "commit", self._commit)
+        event.listen(engine, "after_cursor_execute", self._executed)
+
+    def _commit(self, conn: Any) -> None:
+        # Only transactions that wrote count (history reads commit too).
+        if conn.info.pop("bench_wrote", False):
+            with self.lock:
+                self.transactions += 1
+
+    def _executed(
+        self, conn: Any, cursor: Any, stmt: str, params: Any, ctx: Any, many: bool
+    ) -> None:
+        sets = params if many else [params]
+        size = 0
+        for p in sets:
+            values = p.values() if isinstance(p, dict) else (p or ())
+            size += sum(len(v.encode()) for v in values if isinstance(v, str))
+        if stmt.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            conn.info["bench_wrote"] = True
+            with self.lock:
+                self.bytes += size
+                self.rows += max(cursor.rowcount, 0)
+
+
+def make_strategy(name: str, store: ChatStore) -> Any:
+    return {
+        "finish": lambda: SaveOnFinish(store),
+        "every-chunk": lambda: SaveEveryChunk(store),
+        "per-draft": lambda: PerDraftFlush(store, time.monotonic),
+        "chatpersist": lambda: ChatPersistDefault(store),
+    }[name]()
+
+
+def fresh_db(kind: str, tmp: str) -> tuple[str, Any]:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp}/bench-{uuid.uuid4().hex[:8]}.db", lambda: None
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+    url = sa.make_url(PG).update_query_dict({"options": f"-csearch_path={name}"})
+
+    def drop() -> None:
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
+        admin.dispose()
+
+    return url.render_as_string(hide_password=False), drop
+
+
+# -- one run (in a child process) --
+
+
+async def drive(
+    strategy: Any, store: ChatStore, streams: int, size: int, paced: bool, mode: str
+) -> dict[str, Any]:
+    blocking = strategy.name in ("every-chunk", "per-draft")
+    sessions = [store.create_session() for _ in range(max(1, streams // 100))]
+    texts = [answer_chunks(i, size) for i in range(streams)]
+    answers = [
+        await asyncio.to_thread(strategy.open, sessions[i % len(sessions)]) for i in range(streams)
+    ]
+    costs: list[float] = []
+    lags: list[float] = []
+    marks: list[tuple[int, float, int]] = []  # (stream, append time, length so far)
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        while not done.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append(time.perf_counter() - t - 0.01)
+
+    async def group(members: list[int]) -> None:
+        t0 = time.perf_counter()
+        lengths = dict.fromkeys(members, 0)
+        k = 0
+        while any(k < len(texts[i]) for i in members):
+            if paced:
+                delay = t0 + k / RATE - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            elif k % 64 == 0:
+                await asyncio.sleep(0)
+            for i in members:
+                if k >= len(texts[i]):
+                    continue
+                piece = texts[i][k]
+                start = time.perf_counter()
+                if blocking:
+                    await asyncio.to_thread(answers[i].append, piece)
+                else:
+                    answers[i].append(piece)
+                now = time.perf_counter()
+                costs.append(now - start)
+                lengths[i] += len(piece)
+                if k % 7 == 3:
+                    marks.append((i, now, lengths[i]))
+            k += 1
+
+    tick = asyncio.create_task(ticker())
+    size_of_group = 50 if mode == "async" else streams
+    start = time.perf_counter()
+    await asyncio.gather(
+        *(
+            group(list(range(g, min(streams, g + size_of_group))))
+            for g in range(0, streams, size_of_group)
+        )
+    )
+    appended_at = time.perf_counter()
+    await asyncio.gather(*(asyncio.to_thread(a.close) for a in answers))
+    done.set()
+    await tick
+    return {"costs": costs, "lags": lags, "marks": marks, "elapsed": appended_at - start,
+            "ideal": max(len(t) for t in texts) / RATE if paced else None,
+            "chunks": sum(len(t) for t in texts), "answers": answers}  # fmt: skip
+
+
+def drive_threads(strategy: Any, store: ChatStore, streams: int, size: int) -> dict[str, Any]:
+    sessions = [store.create_session() for _ in range(max(1, streams // 100))]
+    texts = [answer_chunks(i, size) for i in range(streams)]
+    costs: list[float] = []
+    marks: list[tuple[int, float, int]] = []
+    answers: list[Any] = [None] * streams
+    lock = threading.Lock()
+    barrier = threading.Barrier(streams)
+
+    def run(i: int) -> None:
+        a = answers[i] = strategy.open(sessions[i % len(sessions)])
+        mine: list[float] = []
+        barrier.wait()
+        t0, length = time.perf_counter(), 0
+        for k, piece in enumerate(texts[i]):
+            delay = t0 + k / RATE - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            s = time.perf_counter()
+            a.append(piece)
+            now = time.perf_counter()
+            mine.append(now - s)
+            length += len(piece)
+            if k % 7 == 3:
+                with lock:
+                    marks.append((i, now, length))
+        a.close()
+        with lock:
+            costs.extend(mine)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(streams)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"costs": costs, "lags": [], "marks": marks, "elapsed": time.perf_counter() - start,
+            "ideal": max(len(t) for t in texts) / RATE, "chunks": sum(len(t) for t in texts),
+            "answers": answers}  # fmt: skip
+
+
+class Poller(threading.Thread):
+    """Reads how much of each answer is committed, every 50 ms (for the flush lag)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.engine = sa.create_engine(url)
+        self.snapshots: list[tuple[float, dict[str, int]]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        q = sa.text("SELECT id, LENGTH(content) FROM chatpersist_messages WHERE role = 'assistant'")
+        while not self.stop.is_set():
+            with self.engine.connect() as c:
+                rows = dict(c.execute(q).all())
+            self.snapshots.append((time.perf_counter(), rows))
+            time.sleep(0.05)
+
+
+def flush_lags(
+    marks: list[tuple[int, float, int]],
+    ids: list[str | None],
+    snaps: list[tuple[float, dict[str, int]]],
+) -> list[float]:
+    lags = []
+    times = [t for t, _ in snaps]
+    import bisect
+
+    for i, t, length in marks:
+        mid = ids[i]
+        if mid is None:
+            continue
+        j = bisect.bisect_left(times, t)
+        while j < len(snaps) and snaps[j][1].get(mid, 0) < length:
+            j += 1
+        if j < len(snaps):
+            lags.append(snaps[j][0] - t)
+    return lags
+
+
+def one(
+    strategy_name: str, kind: str, streams: int, size: int, mode: str, paced: bool
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        url, drop = fresh_db(kind, tmp)
+        try:
+            store = ChatStore(url, every_chunks=EVERY_CHUNKS, every_seconds=EVERY_SECONDS)
+            store.migrate()
+            meter = Meter(store.engine)
+            strategy = make_strategy(strategy_name, store)
+            poller = Poller(url)
+            poller.start()
+            cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+            if mode == "threads":
+                r = drive_threads(strategy, store, streams, size)
+            else:
+                r = asyncio.run(drive(strategy, store, streams, size, paced, mode))
+            cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+            time.sleep(0.2)
+            poller.stop.set()
+            poller.join()
+            ids = [a.message_id for a in r["answers"]]
+            lags = flush_lags(r["marks"], ids, poller.snapshots)
+            store.close()
+            poller.engine.dispose()
+        finally:
+            drop()
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    sustained = (r["ideal"] / r["elapsed"]) if r["ideal"] else None
+    return {
+        "strategy": strategy_name, "db": kind, "streams": streams, "mode": mode,
+        "answer_bytes": size, "chunks": r["chunks"],
+        "append_p50_us": pct(r["costs"], 50) * 1e6, "append_p99_us": pct(r["costs"], 99) * 1e6,
+        "loop_lag_p99_ms": pct(r["lags"], 99) * 1e3 if r["lags"] else None,
+        "transactions": meter.transactions, "rows": meter.rows, "bytes": meter.bytes,
+        "flush_lag_p50_s": pct(lags, 50) if lags else None,
+        "flush_lag_p99_s": pct(lags, 99) if lags else None,
+        "cpu_s_per_1k_chunks": cpu / r["chunks"] * 1000,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "elapsed_s": r["elapsed"], "sustained": sustained,
+    }  # fmt: skip
+
+
+# -- loss when the writer is killed --
+
+
+def killed_child(strategy_name: str, url: str, sid: str) -> None:
+    store = ChatStore(url, every_chunks=EVERY_CHUNKS, every_seconds=EVERY_SECONDS)
+    answer = make_strategy(strategy_name, store).open(sid)
+    for k, piece in enumerate(answer_chunks(1, 10_000)):
+        answer.append(piece)
+        print(k + 1, flush=True)
+        time.sleep(1 / 100)
+
+
+def kill_runs(strategy_name: str, kind: str, runs: int) -> dict[str, Any]:
+    rng = random.Random(strategy_name)
+    losses = []
+    with tempfile.TemporaryDirectory() as tmp:
+        url, drop = fresh_db(kind, tmp)
+        try:
+            store = ChatStore(url)
+            store.migrate()
+            for _ in range(runs):
+                sid = store.create_session()
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "benchmarks.run", "--killed-child", strategy_name, url, sid],
+                    stdout=subprocess.PIPE, text=True,
+                )  # fmt: skip
+                target, seen = rng.randrange(20, 200), 0
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    seen = int(line)
+                    if seen >= target:
+                        break
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                with store.engine.connect() as c:
+                    stored = c.execute(
+                        sa.text(
+                            "SELECT COALESCE(MAX(LENGTH(m.content)), 0) FROM chatpersist_messages m WHERE m.session_id = :s"
+                        ),
+                        {"s": sid},
+                    ).scalar()
+                losses.append(seen - int(stored or 0) / 4)  # chunks of 4 characters
+            store.close()
+        finally:
+            drop()
+    return {"strategy": strategy_name, "db": kind, "runs": runs,
+            "lost_chunks_max": max(losses), "lost_chunks_mean": statistics.mean(losses)}  # fmt: skip
+
+
+# -- the suite --
+
+
+def workloads(full: bool, dbs: list[str]) -> list[tuple[str, int, int, str, bool]]:
+    # Quick mode: shorter answers (300 bytes, 2.5 s at 30 chunks/s), no thread runs.
+    size = 2048 if full else 300
+    out = []
+    for kind in dbs:
+        for n in (1, 100, 1000):
+            out.append((kind, n, size, "async", True))
+        for n in (1, 100) if full else ():
+            out.append((kind, n, size, "threads", True))
+        if full and kind == "postgresql":
+            out.append((kind, 10_000, 600, "async", True))
+        out.append((kind, 1, 1024 * 1024, "async", False))  # one 1 MB answer, unpaced
+    return out
+
+
+def child(args: list[str]) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--one", *args],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if out.returncode != 0:
+        return {"error": out.stderr[-2000:], "args": args}
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--full", action="store_true")
+    ap.add_argument("--db", choices=["sqlite", "postgresql", "all"], default="all")
+    ap.add_argument("--one", nargs=6)
+    ap.add_argument("--killed-child", nargs=3)
+    args = ap.parse_args()
+    if args.killed_child:
+        killed_child(*args.killed_child)
+        return
+    if args.one:
+        s, kind, n, size, mode, paced = args.one
+        print(json.dumps(one(s, kind, int(n), int(size), mode, paced == "1")))
+        return
+    dbs = ["sqlite", "postgresql"] if args.db == "all" else [args.db]
+    results: list[dict[str, Any]] = []
+    for kind, n, size, mode, paced in workloads(args.full, dbs):
+        for s in STRATEGIES:
+            if size > 100_000 and s == "every-chunk":
+                continue  # 262,144 transactions rewriting up to 1 MB each: ~137 GB
+            r = child([s, kind, str(n), str(size), mode, "1" if paced else "0"])
+            results.append(r)
+            print(row(r), flush=True)
+    kills = [kill_runs(s, "sqlite", 20 if args.full else 5) for s in STRATEGIES]
+    RESULTS.mkdir(exist_ok=True)
+    payload = {
+        "cores": os.cpu_count(),
+        "mode": "full" if args.full else "quick",
+        "results": results,
+        "kills": kills,
+    }
+    (RESULTS / "run.json").write_text(json.dumps(payload, indent=2))
+    print()
+    print(table(results))
+    print()
+    print(
+        f"{'strategy':<12} {'runs':>5} {'lost chunks max':>16} {'mean':>8}   (SIGKILL at random moments, SQLite)"
+    )
+    for k in kills:
+        print(
+            f"{k['strategy']:<12} {k['runs']:>5} {k['lost_chunks_max']:>16.0f} {k['lost_chunks_mean']:>8.1f}"
+        )
+    plot(results, RESULTS / "run.png")
+
+
+COLS = [("strategy", "{:<12}"), ("db", "{:<10}"), ("streams", "{:>7}"), ("mode", "{:<7}"),
+        ("answer_bytes", "{:>8}"), ("sustained", "{:>6.1%}"), ("append_p50_us", "{:>8.1f}"),
+        ("append_p99_us", "{:>9.1f}"), ("loop_lag_p99_ms", "{:>7.1f}"), ("transactions", "{:>7}"),
+        ("rows", "{:>7}"), ("bytes", "{:>11}"), ("flush_lag_p50_s", "{:>6.2f}"),
+        ("flush_lag_p99_s", "{:>6.2f}"), ("cpu_s_per_1k_chunks", "{:>6.3f}"), ("peak_rss_mb", "{:>6.0f}")]  # fmt: skip
+HEAD = ["strategy", "db", "streams", "mode", "answer", "rate", "app p50us", "app p99us", "lag99ms",
+        "tx", "rows", "bytes", "fl p50", "fl p99", "cpu/1k", "rss MB"]  # fmt: skip
+
+
+def row(r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"ERROR {r['args']}: {r['error'][-300:]}"
+    cells = []
+    for (key, fmt), head in zip(COLS, HEAD, strict=True):
+        v = r.get(key)
+        width = max(len(head), int("".join(c for c in fmt if c.isdigit()).split(".")[0] or 0))
+        cells.append("-".rjust(width) if v is None else fmt.format(v).rjust(width))
+    return " ".join(cells)
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    widths = [
+        max(len(h), int("".join(c for c in f if c.isdigit()).split(".")[0] or 0))
+        for (_, f), h in zip(COLS, HEAD, strict=True)
+    ]
+    head = " ".join(h.rjust(w) for h, w in zip(HEAD, widths, strict=True))
+    return "\n".join([head, *(row(r) for r in results)])
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib not installed: no plot)")
+        return
+    ok = [
+        r
+        for r in results
+        if "error" not in r and r["mode"] == "async" and r["answer_bytes"] < 100_000
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for s in STRATEGIES:
+        for kind, marker in (("sqlite", "o"), ("postgresql", "s")):
+            pts = sorted(
+                (r["streams"], r["transactions"], r["sustained"] or 0)
+                for r in ok
+                if r["strategy"] == s and r["db"] == kind
+            )
+            if pts:
+                axes[0].plot(
+                    [p[0] for p in pts], [p[1] for p in pts], marker=marker, label=f"{s} ({kind})"
+                )
+                axes[1].plot(
+                    [p[0] for p in pts], [p[2] for p in pts], marker=marker, label=f"{s} ({kind})"
+                )
+    axes[0].set(
+        xscale="log",
+        yscale="log",
+        xlabel="concurrent streams",
+        ylabel="transactions",
+        title="Transactions",
+    )
+    axes[1].set(
+        xscale="log",
+        xlabel="concurrent streams",
+        ylabel="achieved / target rate",
+        title="Streams sustained",
+    )
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
+
+
+if __name__ == "__main__":
+    main()
