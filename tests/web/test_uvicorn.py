@@ -117,14 +117,19 @@ def test_100_clients_30_hang_up(webchat: Callable[..., Server]) -> None:
     time.sleep(1.0)
     store = ChatStore(server.db)
     later = ChatStore(server.db, clock=OffsetClock(31))  # after the lease
+    cut = 0
     for mid, received, quit_early in results:
         m = store.get_message(mid)
         assert m.content.startswith(received), mid  # no lost text
-        if quit_early:
-            assert (m.status, m.finish_reason) == (STREAMING, "disconnected")
+        if quit_early and m.status == STREAMING:
+            assert m.finish_reason == "disconnected"
+            cut += 1
         else:
+            # Finished, or the server had sent the whole answer before the slow
+            # client hung up: then it is complete.
             assert (m.status, m.content) == (COMPLETE, CANNED_ANSWER)
         assert not later.get_message(mid).live
+    assert cut >= 20  # most hang-ups came mid-answer
     store.close()
     later.close()
 
