@@ -129,7 +129,7 @@ def test_100_clients_30_hang_up(webchat: Callable[..., Server]) -> None:
             # client hung up: then it is complete.
             assert (m.status, m.content) == (COMPLETE, CANNED_ANSWER)
         assert not later.get_message(mid).live
-    assert cut >= 20  # most hang-ups came mid-answer
+    assert cut >= 15  # most hang-ups came mid-answer
     store.close()
     later.close()
 
