@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import resource
 import signal
 import statistics
@@ -145,11 +146,15 @@ async def drive(
             await asyncio.sleep(0.01)
             lags.append(time.perf_counter() - t - 0.01)
 
+    done_chunks = [0]
+
     async def group(members: list[int]) -> None:
         t0 = time.perf_counter()
         lengths = dict.fromkeys(members, 0)
         k = 0
         while any(k < len(texts[i]) for i in members):
+            if paced and time.perf_counter() - t0 > cap:
+                break  # a strategy that cannot keep up: its rate is measured, not waited for
             if paced:
                 delay = t0 + k / RATE - time.perf_counter()
                 if delay > 0:
@@ -168,10 +173,13 @@ async def drive(
                 now = time.perf_counter()
                 costs.append(now - start)
                 lengths[i] += len(piece)
+                done_chunks[0] += 1
                 if k % 7 == 3:
                     marks.append((i, now, lengths[i]))
             k += 1
 
+    ideal = max(len(t) for t in texts) / RATE
+    cap = 2 * ideal + 5
     tick = asyncio.create_task(ticker())
     size_of_group = 50 if mode == "async" else streams
     start = time.perf_counter()
@@ -186,8 +194,8 @@ async def drive(
     done.set()
     await tick
     return {"costs": costs, "lags": lags, "marks": marks, "elapsed": appended_at - start,
-            "ideal": max(len(t) for t in texts) / RATE if paced else None,
-            "chunks": sum(len(t) for t in texts), "answers": answers}  # fmt: skip
+            "paced": paced, "chunks": done_chunks[0], "streams": streams,
+            "answers": answers}  # fmt: skip
 
 
 def drive_threads(strategy: Any, store: ChatStore, streams: int, size: int) -> dict[str, Any]:
@@ -227,7 +235,7 @@ def drive_threads(strategy: Any, store: ChatStore, streams: int, size: int) -> d
     for t in threads:
         t.join()
     return {"costs": costs, "lags": [], "marks": marks, "elapsed": time.perf_counter() - start,
-            "ideal": max(len(t) for t in texts) / RATE, "chunks": sum(len(t) for t in texts),
+            "paced": True, "chunks": sum(len(t) for t in texts), "streams": streams,
             "answers": answers}  # fmt: skip
 
 
@@ -298,7 +306,8 @@ def one(
         finally:
             drop()
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-    sustained = (r["ideal"] / r["elapsed"]) if r["ideal"] else None
+    # Chunks appended per second, against what the streams asked for (30/s each).
+    sustained = r["chunks"] / (r["elapsed"] * RATE * r["streams"]) if r["paced"] else None
     return {
         "strategy": strategy_name, "db": kind, "streams": streams, "mode": mode,
         "answer_bytes": size, "chunks": r["chunks"],
@@ -399,7 +408,14 @@ def main() -> None:
     ap.add_argument("--db", choices=["sqlite", "postgresql", "all"], default="all")
     ap.add_argument("--one", nargs=6)
     ap.add_argument("--killed-child", nargs=3)
+    ap.add_argument("--show", action="store_true", help="print the table of the last run")
     args = ap.parse_args()
+    if args.show:
+        saved = json.loads((RESULTS / "run.json").read_text())
+        print(table(saved["results"]))
+        for k in saved["kills"]:
+            print(k)
+        return
     if args.killed_child:
         killed_child(*args.killed_child)
         return
@@ -447,23 +463,23 @@ HEAD = ["strategy", "db", "streams", "mode", "answer", "rate", "app p50us", "app
         "tx", "rows", "bytes", "fl p50", "fl p99", "cpu/1k", "rss MB"]  # fmt: skip
 
 
+def _width(fmt: str, head: str) -> int:
+    m = re.search(r"[<>](\d+)", fmt)
+    return max(len(head), int(m[1]) if m else 0)
+
+
 def row(r: dict[str, Any]) -> str:
     if "error" in r:
         return f"ERROR {r['args']}: {r['error'][-300:]}"
     cells = []
     for (key, fmt), head in zip(COLS, HEAD, strict=True):
-        v = r.get(key)
-        width = max(len(head), int("".join(c for c in fmt if c.isdigit()).split(".")[0] or 0))
-        cells.append("-".rjust(width) if v is None else fmt.format(v).rjust(width))
+        v, w = r.get(key), _width(fmt, head)
+        cells.append("-".rjust(w) if v is None else fmt.format(v).strip().rjust(w))
     return " ".join(cells)
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    widths = [
-        max(len(h), int("".join(c for c in f if c.isdigit()).split(".")[0] or 0))
-        for (_, f), h in zip(COLS, HEAD, strict=True)
-    ]
-    head = " ".join(h.rjust(w) for h, w in zip(HEAD, widths, strict=True))
+    head = " ".join(h.rjust(_width(f, h)) for (_, f), h in zip(COLS, HEAD, strict=True))
     return "\n".join([head, *(row(r) for r in results)])
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -91,3 +92,28 @@ def test_follow_sees_the_answer_grow(store: ChatStore) -> None:
     assert text == "first " + "".join(f"w{i} " for i in range(20))
     assert sum(k == "delta" for k, _ in events) > 2  # it grew in steps
     assert events[-1][0] == "end" and events[-1][1]["status"] == COMPLETE
+
+
+def test_follow_is_woken_by_postgres_notify(tmp_path: object) -> None:
+    from support import fresh_database
+
+    for url in fresh_database("postgresql", tmp_path):  # type: ignore[arg-type]
+        with ChatStore(url, every_chunks=1) as store:
+            store.migrate()
+            sid = store.create_session()
+            d = store.draft(sid)
+            d.__enter__()
+            d.flush(timeout=10)
+
+            async def run(d: Any = d) -> float:
+                events = follow(store, d.message_id, poll=30.0)  # polling alone would take 30 s
+                assert (await anext(events))[0] == "snapshot"
+                start = time.monotonic()
+                await asyncio.to_thread(d.append, "notified")
+                kind, payload = await anext(events)
+                assert (kind, payload) == ("delta", {"text": "notified"})
+                await events.aclose()
+                return time.monotonic() - start
+
+            assert asyncio.run(run()) < 5
+            d.__exit__(None, None, None)
