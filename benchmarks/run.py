@@ -405,7 +405,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--full", action="store_true")
-    ap.add_argument("--db", choices=["sqlite", "postgresql", "all"], default="all")
+    ap.add_argument("--db", choices=["sqlite", "postgresql", "all"], default=None,
+                    help="default: sqlite with --quick, all with --full")
     ap.add_argument("--one", nargs=6)
     ap.add_argument("--killed-child", nargs=3)
     ap.add_argument("--show", action="store_true", help="print the table of the last run")
@@ -423,7 +424,8 @@ def main() -> None:
         s, kind, n, size, mode, paced = args.one
         print(json.dumps(one(s, kind, int(n), int(size), mode, paced == "1")))
         return
-    dbs = ["sqlite", "postgresql"] if args.db == "all" else [args.db]
+    db = args.db or ("all" if args.full else "sqlite")
+    dbs = ["sqlite", "postgresql"] if db == "all" else [db]
     results: list[dict[str, Any]] = []
     for kind, n, size, mode, paced in workloads(args.full, dbs):
         for s in STRATEGIES:
@@ -432,7 +434,7 @@ def main() -> None:
             r = child([s, kind, str(n), str(size), mode, "1" if paced else "0"])
             results.append(r)
             print(row(r), flush=True)
-    kills = [kill_runs(s, "sqlite", 20 if args.full else 5) for s in STRATEGIES]
+    kills = [kill_runs(s, "sqlite", 20 if args.full else 3) for s in STRATEGIES]
     RESULTS.mkdir(exist_ok=True)
     payload = {
         "cores": os.cpu_count(),

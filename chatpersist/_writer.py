@@ -8,6 +8,8 @@ Sync and async drafts both go through here: this is the only flush logic.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import threading
 import time
@@ -41,6 +43,7 @@ log = logging.getLogger("chatpersist")
 # Longest the writer sleeps while drafts are open, so an injected clock that jumps
 # ahead is noticed promptly.
 _MAX_TICK = 0.25
+_SLICE = 64
 _NOTIFY = sa.text("SELECT pg_notify('chatpersist', :ids)")
 _TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
@@ -98,14 +101,6 @@ class DraftState:
         return (
             self.first_pending_at is not None and now - self.first_pending_at >= self.every_seconds
         )
-
-    def next_deadline(self, heartbeat: float) -> float | None:
-        if self.closed or self.inflight is not None:
-            return None
-        beat = self.last_write_at + heartbeat
-        if self.first_pending_at is None:
-            return beat
-        return min(beat, self.first_pending_at + self.every_seconds)
 
     def on_done(self, callback: Callable[[], None]) -> None:
         """Run `callback` (from the writer thread) once the draft's end is committed."""
@@ -172,6 +167,13 @@ class Writer:
         self._stopping = False
         self._waiting = False
         self._wake_at: float | None = None
+        # What may be due, so a wake-up looks at a few drafts, not all of them:
+        # drafts flagged by count, end or retry; a heap of timer deadlines; and a
+        # periodic sweep for heartbeats.
+        self._candidates: dict[int, DraftState] = {}
+        self._timers: list[tuple[float, int, DraftState]] = []
+        self._order = itertools.count()
+        self._beat_scan_at = 0.0
         self._journal = journal
         self._spill_after = spill_after
         # A tenacity wait policy: how long to wait between attempts while the database
@@ -191,6 +193,8 @@ class Writer:
                 raise RuntimeError("the store is closed")
             state.last_write_at = self._clock.monotonic()
             self._drafts[id(state)] = state
+            if len(self._drafts) == 1:
+                self._beat_scan_at = state.last_write_at + self._heartbeat / 4
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="chatpersist-writer", daemon=True
@@ -206,10 +210,13 @@ class Writer:
             if state.first_pending_at is None:
                 state.first_pending_at = now = self._clock.monotonic()
                 deadline = now + state.every_seconds
+                heapq.heappush(self._timers, (deadline, next(self._order), state))
                 if self._waiting and (self._wake_at is None or deadline < self._wake_at):
                     self._cond.notify()
-            if len(state.pending) >= state.every_chunks and self._waiting:
-                self._cond.notify()
+            if len(state.pending) >= state.every_chunks:
+                self._candidates[id(state)] = state
+                if self._waiting:
+                    self._cond.notify()
 
     def set_extra(self, state: DraftState, field: str, value: object) -> None:
         with self._cond:
@@ -220,6 +227,7 @@ class Writer:
             target = state.seq + (1 if state.inflight else 0) + (1 if state.pending else 0)
             if state.first_pending_at is not None:
                 state.first_pending_at = float("-inf")
+            self._candidates[id(state)] = state
             self._cond.notify_all()
             ok = self._cond.wait_for(lambda: state.seq >= target or state.closed, timeout)
         if not ok:
@@ -229,6 +237,7 @@ class Writer:
         with self._cond:
             if state.final is None and not state.closed:
                 state.final = (status, reason)
+            self._candidates[id(state)] = state
             self._cond.notify()
 
     def wait(self, state: DraftState, timeout: float | None) -> None:
@@ -250,6 +259,7 @@ class Writer:
             for state in self._drafts.values():
                 if state.final is None:
                     state.final = (STREAMING, "cancelled")
+                self._candidates[id(state)] = state
             self._stopping = True
             self._cond.notify()
             thread = self._thread
@@ -343,6 +353,7 @@ class Writer:
                     continue
                 self._settle(job, True, mono)
                 job.state.row_in_sync = False
+                self._candidates[id(job.state)] = job.state
             self._cond.notify_all()
 
     def replay(self, journal: Journal | None = None) -> int:
@@ -377,27 +388,36 @@ class Writer:
         return len(rows)
 
     def _sleep_time(self) -> float | None:
-        now = self._clock.monotonic()
-        deadlines = [
-            d for s in self._drafts.values() if (d := s.next_deadline(self._heartbeat)) is not None
-        ]
-        if not deadlines:
+        if not self._drafts:
             self._wake_at = None
-            return None if not self._drafts else _MAX_TICK
-        self._wake_at = min(deadlines)
-        return max(0.0, min(self._wake_at - now, _MAX_TICK))
+            return None
+        now = self._clock.monotonic()
+        wake = self._beat_scan_at
+        if self._timers:
+            wake = min(wake, self._timers[0][0])
+        self._wake_at = wake
+        return max(0.0, min(wake - now, _MAX_TICK))
 
     def _collect(self) -> list[_Job]:
         now = self._clock.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            state = heapq.heappop(self._timers)[2]
+            self._candidates[id(state)] = state
+        if now >= self._beat_scan_at:
+            self._beat_scan_at = now + self._heartbeat / 4
+            for state in self._drafts.values():
+                if now - state.last_write_at >= self._heartbeat:
+                    self._candidates[id(state)] = state
         jobs: list[_Job] = []
-        for state in self._drafts.values():
+        for key, state in list(self._candidates.items()):
+            if state.inflight is not None:
+                continue  # looked at again once its write is done
+            del self._candidates[key]
+            if state.closed:
+                continue
             if state.due(now):
                 jobs.append(self._take(state))
-            elif (
-                not state.closed
-                and state.inflight is None
-                and now - state.last_write_at >= self._heartbeat
-            ):
+            elif now - state.last_write_at >= self._heartbeat:
                 # Keep the lease fresh; write any pending text while at it.
                 if state.pending:
                     jobs.append(self._take(state))
@@ -424,6 +444,7 @@ class Writer:
             if state.first_pending_at is None:
                 state.first_pending_at = float("-inf")
         state.inflight = None
+        self._candidates[id(state)] = state
 
     def _write(self, jobs: list[_Job]) -> None:
         try:
@@ -450,8 +471,16 @@ class Writer:
         applied: set[int] = set()
         with write_tx(self._engine) as conn:
             if appends:
-                result = conn.execute(self._append_stmt, [self._params(j, now) for j in appends])
-                if result.rowcount == len(appends):
+                # In slices, letting other threads (an event loop) run between them:
+                # a thousand drafts' flushes in one go would hold the GIL for ms.
+                matched = 0
+                for i in range(0, len(appends), _SLICE):
+                    part = appends[i : i + _SLICE]
+                    matched += conn.execute(
+                        self._append_stmt, [self._params(j, now) for j in part]
+                    ).rowcount
+                    time.sleep(0)
+                if matched == len(appends):
                     applied = {id(j) for j in appends}
                 else:
                     applied = self._landed(conn, appends)
@@ -486,6 +515,8 @@ class Writer:
                 job.state.last_write_at = mono
             for job in writes:
                 self._settle(job, id(job) in applied, mono)
+            for job in jobs:
+                self._candidates[id(job.state)] = job.state
             self._cond.notify_all()  # wakes callers of flush_now()
 
     def _params(self, job: _Job, now: Any) -> dict[str, Any]:

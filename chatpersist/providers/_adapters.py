@@ -60,5 +60,9 @@ def _langchain_chunks(obj: Any) -> list[Chunk]:
         out.append(Finish(str(reason)))
     usage = getattr(obj, "usage_metadata", None)
     if usage:
-        out.append(Usage(get(usage, "input_tokens"), get(usage, "output_tokens")))
+        # LangChain's chunks add up: a 0 means "counted in another chunk" (e.g. the
+        # input tokens on Anthropic's last chunk), not a count to record.
+        tokens = (get(usage, "input_tokens") or None, get(usage, "output_tokens") or None)
+        if tokens != (None, None):
+            out.append(Usage(*tokens))
     return out

@@ -8,20 +8,16 @@ from typing import Any
 import httpx
 from httpx_sse import ServerSentEvent
 
-from ._chunks import Chunk, Finish
+from ._chunks import Chunk
 from ._errors import ProviderError
 from ._http import DEFAULT_TIMEOUT, HTTPProvider, Message
-from ._parse import anthropic_chunks
+from ._parse import StreamState, anthropic_chunks
 from ._retry import RetryPolicy
 
 API_VERSION = "2023-06-01"
 
 
-class _Parser:
-    def __init__(self) -> None:
-        self.done = False
-        self.finished = False
-
+class _Parser(StreamState):
     def feed(self, event: ServerSentEvent) -> list[Chunk]:
         if not event.data.strip():
             return []
@@ -29,13 +25,13 @@ class _Parser:
             payload = json.loads(event.data)
         except ValueError as exc:
             raise ProviderError(f"malformed event from provider: {event.data[:200]!r}") from exc
+        if not isinstance(payload, dict):
+            raise ProviderError(f"malformed event from provider: {event.data[:200]!r}")
         kind = event.event if event.event and event.event != "message" else payload.get("type")
         if kind == "message_stop":
             self.done = True
             return []
-        chunks = anthropic_chunks(payload, kind)
-        self.finished = self.finished or any(isinstance(c, Finish) for c in chunks)
-        return chunks
+        return self.note(anthropic_chunks(payload, kind))
 
 
 class Anthropic(HTTPProvider):

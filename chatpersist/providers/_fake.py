@@ -49,6 +49,9 @@ class FakeModelServer:
         self.delay = delay
         self.model = model
         self.requests: list[dict[str, Any]] = []
+        #: Answers cut short because the client went away (the server then stops).
+        self.disconnects = 0
+        self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -58,7 +61,10 @@ class FakeModelServer:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
 
     def start(self) -> FakeModelServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        # A short poll interval: stop() waits for the serving loop to notice.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -116,7 +122,8 @@ class FakeModelServer:
                 try:
                     self._stream(text)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client went away: stop generating
+                    with server._lock:  # the client went away: stop generating
+                        server.disconnects += 1
 
             def _send(self, payload: dict[str, Any] | str) -> None:
                 data = payload if isinstance(payload, str) else json.dumps(payload)

@@ -13,7 +13,7 @@ from httpx_sse import EventSource, ServerSentEvent, SSEError, aconnect_sse, conn
 
 from ._chunks import Chunk, ReasoningDelta, TextDelta
 from ._errors import ProviderError, ProviderHTTPError
-from ._retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+from ._retry import RETRYABLE_STATUS, TRANSIENT, RetryPolicy, parse_retry_after
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=10.0, pool=10.0)
 Message = dict[str, Any]
@@ -52,6 +52,14 @@ def http_error(response: httpx.Response, body: str) -> ProviderHTTPError:
         status=status,
         retryable=status in RETRYABLE_STATUS,
         retry_after=parse_retry_after(response.headers.get("retry-after")),
+    )
+
+
+def unreachable(url: str, exc: httpx.HTTPError) -> ProviderError:
+    """The stream could not be opened, retries included (refused, timed out...)."""
+    return ProviderError(
+        f"could not open the stream at {url}: {type(exc).__name__}: {exc}".rstrip(": "),
+        retryable=isinstance(exc, TRANSIENT),
     )
 
 
@@ -99,9 +107,12 @@ class HTTPProvider:
         own = self.client is None
         client = self.client or httpx.Client(timeout=self.timeout)
         try:
-            for attempt in self.retry.retrying():
-                with attempt:
-                    ctx, events, parser, first = self._open(client, headers, body)
+            try:
+                for attempt in self.retry.retrying():
+                    with attempt:
+                        ctx, events, parser, first = self._open(client, headers, body)
+            except httpx.HTTPError as exc:
+                raise unreachable(self.url, exc) from exc
             try:
                 yield from first
                 if parser.done:
@@ -130,6 +141,8 @@ class HTTPProvider:
                 first += parser.feed(event)
                 if parser.done or _has_content(first):
                     return ctx, events, parser, first
+            if parser.finished:  # an empty answer that ended normally (e.g. no [DONE])
+                return ctx, events, parser, first
             raise ProviderError("the stream ended before any text", retryable=True)
         except SSEError as exc:
             ctx.__exit__(None, None, None)
@@ -144,7 +157,7 @@ class HTTPProvider:
                 yield from parser.feed(event)
                 if parser.done:
                     return
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
             raise ProviderError(f"connection lost mid-answer: {exc}", after_text=True) from exc
         except ProviderError as exc:
             exc.after_text = True
@@ -160,9 +173,12 @@ class HTTPProvider:
         own = self.aclient is None
         client = self.aclient or httpx.AsyncClient(timeout=self.timeout)
         try:
-            async for attempt in self.retry.aretrying():
-                with attempt:
-                    ctx, events, parser, first = await self._aopen(client, headers, body)
+            try:
+                async for attempt in self.retry.aretrying():
+                    with attempt:
+                        ctx, events, parser, first = await self._aopen(client, headers, body)
+            except httpx.HTTPError as exc:
+                raise unreachable(self.url, exc) from exc
             try:
                 for chunk in first:
                     yield chunk
@@ -197,6 +213,8 @@ class HTTPProvider:
                 first += parser.feed(event)
                 if parser.done or _has_content(first):
                     return ctx, events, parser, first
+            if parser.finished:  # an empty answer that ended normally (e.g. no [DONE])
+                return ctx, events, parser, first
             raise ProviderError("the stream ended before any text", retryable=True)
         except SSEError as exc:
             await ctx.__aexit__(None, None, None)
@@ -214,7 +232,7 @@ class HTTPProvider:
                     yield chunk
                 if parser.done:
                     return
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
             raise ProviderError(f"connection lost mid-answer: {exc}", after_text=True) from exc
         except ProviderError as exc:
             exc.after_text = True

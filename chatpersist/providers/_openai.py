@@ -9,18 +9,14 @@ from typing import Any
 import httpx
 from httpx_sse import ServerSentEvent
 
-from ._chunks import Chunk, Finish
+from ._chunks import Chunk
 from ._errors import ProviderError
 from ._http import DEFAULT_TIMEOUT, HTTPProvider, Message
-from ._parse import openai_chunks
+from ._parse import StreamState, openai_chunks
 from ._retry import RetryPolicy
 
 
-class _Parser:
-    def __init__(self) -> None:
-        self.done = False
-        self.finished = False
-
+class _Parser(StreamState):
     def feed(self, event: ServerSentEvent) -> list[Chunk]:
         data = event.data.strip()
         if not data:
@@ -32,9 +28,7 @@ class _Parser:
             payload = json.loads(data)
         except ValueError as exc:
             raise ProviderError(f"malformed event from provider: {data[:200]!r}") from exc
-        chunks = openai_chunks(payload)
-        self.finished = self.finished or any(isinstance(c, Finish) for c in chunks)
-        return chunks
+        return self.note(openai_chunks(payload))
 
 
 class OpenAICompatible(HTTPProvider):

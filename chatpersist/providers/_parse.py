@@ -19,6 +19,31 @@ def get(obj: Any, key: str) -> Any:
     return getattr(obj, key, None)
 
 
+class StreamState:
+    """What the parser of one HTTP stream remembers between events."""
+
+    def __init__(self) -> None:
+        #: The stream's end marker was seen ([DONE], message_stop).
+        self.done = False
+        #: A finish reason was seen: the connection closing after it is a normal end.
+        self.finished = False
+        self._model: str | None = None
+
+    def note(self, chunks: list[Chunk]) -> list[Chunk]:
+        """Notes a finish, and drops a model name already reported (OpenAI-style
+        servers repeat it on every event)."""
+        out: list[Chunk] = []
+        for chunk in chunks:
+            if isinstance(chunk, ModelName):
+                if chunk.name == self._model:
+                    continue
+                self._model = chunk.name
+            elif isinstance(chunk, Finish):
+                self.finished = True
+            out.append(chunk)
+        return out
+
+
 def _int(value: Any) -> int | None:
     return int(value) if isinstance(value, int | float) else None
 

@@ -22,18 +22,21 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    stop_after_delay,
+    stop_before_delay,
 )
+from tenacity.stop import StopBaseT
 
 from ._errors import ProviderError
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 529})
+TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
     """`attempts` in all, within `total_seconds`; exponential backoff from `initial`
-    up to `max_backoff`, with full jitter; a server's Retry-After wins when given."""
+    up to `max_backoff`, with full jitter; a server's Retry-After wins when given.
+    A wait that would end past `total_seconds` is not taken: the last error is raised."""
 
     attempts: int = 4
     total_seconds: float = 60.0
@@ -47,23 +50,25 @@ class RetryPolicy:
         exc = state.outcome.exception() if state.outcome else None
         after = getattr(exc, "retry_after", None)
         if after is not None:
-            return min(float(after), self.total_seconds)
+            return float(after)
         backoff = min(self.max_backoff, self.initial * 2 ** (state.attempt_number - 1))
         return random.uniform(0, backoff) if self.jitter else backoff
 
-    def _kwargs(self) -> dict[str, object]:
-        return {
-            "retry": retry_if_exception(retryable),
-            "wait": self._wait,
-            "stop": stop_after_attempt(self.attempts) | stop_after_delay(self.total_seconds),
-            "reraise": True,
-        }
+    def _stop(self) -> StopBaseT:
+        # stop_before_delay counts the coming wait, so no wait ends past the budget.
+        return stop_after_attempt(self.attempts) | stop_before_delay(self.total_seconds)
 
     def retrying(self) -> Retrying:
-        return Retrying(sleep=self.sleep, **self._kwargs())  # type: ignore[arg-type]
+        return Retrying(
+            sleep=self.sleep, retry=retry_if_exception(retryable), wait=self._wait,
+            stop=self._stop(), reraise=True,
+        )  # fmt: skip
 
     def aretrying(self) -> AsyncRetrying:
-        return AsyncRetrying(sleep=self.asleep, **self._kwargs())  # type: ignore[arg-type]
+        return AsyncRetrying(
+            sleep=self.asleep, retry=retry_if_exception(retryable), wait=self._wait,
+            stop=self._stop(), reraise=True,
+        )  # fmt: skip
 
 
 NO_RETRY = RetryPolicy(attempts=1)
@@ -72,8 +77,9 @@ NO_RETRY = RetryPolicy(attempts=1)
 def retryable(exc: BaseException) -> bool:
     if isinstance(exc, ProviderError):
         return exc.retryable and not exc.after_text
-    # Connect errors, timeouts (a slow first byte included), dropped connections.
-    return isinstance(exc, httpx.TransportError)
+    # Connect errors, timeouts (a slow first byte included), dropped connections; not
+    # a bad URL or a proxy misconfiguration, which a retry would only repeat.
+    return isinstance(exc, TRANSIENT)
 
 
 def parse_retry_after(value: str | None) -> float | None:
