@@ -135,3 +135,10 @@ class ScriptedServer:
                 pass
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
+
+
+def free_port() -> int:
+    """A port with nothing listening on it (connections are refused)."""
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port: int = s.getsockname()[1]
+    return port

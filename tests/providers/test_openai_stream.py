@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Iterable
 
 import httpx
 import pytest
@@ -39,7 +41,7 @@ def provider(server: ScriptedServer, sleeps: list[float], **kw: object) -> OpenA
     return OpenAICompatible(server.url + "/v1", "m-1", api_key="sk-test", retry=policy, **kw)  # type: ignore[arg-type]
 
 
-def text(chunks: list[object]) -> str:
+def text(chunks: Iterable[object]) -> str:
     return "".join(c.text for c in chunks if isinstance(c, TextDelta))
 
 
@@ -91,7 +93,9 @@ def test_utf8_split_across_writes_crlf_multiline_and_comments(
 
 
 def test_server_closes_mid_answer(server: ScriptedServer, sleeps: list[float]) -> None:
-    server.then([Status(200, {"content-type": "text/event-stream"}), Raw(openai_delta("part")), Close()])
+    server.then(
+        [Status(200, {"content-type": "text/event-stream"}), Raw(openai_delta("part")), Close()]
+    )
     got: list[object] = []
     with pytest.raises(ProviderError) as info:
         for c in provider(server, sleeps).stream(HI):
@@ -179,7 +183,9 @@ def _record(sleeps: list[float]):  # type: ignore[no-untyped-def]
 
 
 def test_async_close_mid_answer(server: ScriptedServer, sleeps: list[float]) -> None:
-    server.then([Status(200, {"content-type": "text/event-stream"}), Raw(openai_delta("x")), Close()])
+    server.then(
+        [Status(200, {"content-type": "text/event-stream"}), Raw(openai_delta("x")), Close()]
+    )
 
     async def collect() -> None:
         async for _ in provider(server, sleeps).astream(HI):
@@ -194,3 +200,41 @@ def test_not_an_event_stream(server: ScriptedServer, sleeps: list[float]) -> Non
     server.then([Status(200, {"content-type": "application/json"}), Raw(json.dumps({}).encode())])
     with pytest.raises(ProviderError, match="not an event stream"):
         list(provider(server, sleeps).stream(HI))
+
+
+def test_model_name_once_headers_and_extra_body(
+    server: ScriptedServer, sleeps: list[float]
+) -> None:
+    server.then(stream_ok("a", "b", "c"))
+    p = provider(server, sleeps, headers={"x-tenant": "t1"}, extra_body={"temperature": 0.5})
+    chunks = list(p.stream(HI))
+    assert [c for c in chunks if isinstance(c, ModelName)] == [ModelName("m-1")]
+    req = server.requests[0]
+    assert req["headers"]["x-tenant"] == "t1" and req["json"]["temperature"] == 0.5
+    assert req["json"]["model"] == "m-1"
+
+
+def test_stopping_early_hangs_up_at_once(server: ScriptedServer, sleeps: list[float]) -> None:
+    server.then([*stream_ok("first")[:2], Sleep(5), *stream_ok("never")[1:]])
+    stream = provider(server, sleeps).stream(HI)
+    started = time.monotonic()
+    assert next(c for c in stream if isinstance(c, TextDelta)) == TextDelta("first")
+    stream.close()  # e.g. the user pressed Stop
+    assert time.monotonic() - started < 2
+
+
+def test_async_error_after_text_is_not_retried(server: ScriptedServer, sleeps: list[float]) -> None:
+    server.then(
+        [Status(200, {"content-type": "text/event-stream"}), Raw(openai_delta("so far")),
+         Raw(sse({"error": {"message": "upstream died", "type": "server_error"}}))],
+        stream_ok("a duplicate"),
+    )  # fmt: skip
+    got: list[object] = []
+
+    async def collect() -> None:
+        async for c in provider(server, sleeps).astream(HI):
+            got.append(c)
+
+    with pytest.raises(ProviderError, match="upstream died") as info:
+        asyncio.run(collect())
+    assert info.value.after_text and text(got) == "so far" and len(server.requests) == 1
