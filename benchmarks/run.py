@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import random
 import re
@@ -240,42 +241,56 @@ def drive_threads(strategy: Any, store: ChatStore, streams: int, size: int) -> d
             "answers": answers}  # fmt: skip
 
 
-class Poller(threading.Thread):
-    """Reads how much of each answer is committed, every 50 ms (for the flush lag)."""
+def _poll(url: str, stop: Any, out: Any, every: float) -> None:
+    """In its own process (no GIL shared with the run): when each answer's committed
+    length changes, as (time, id, length)."""
+    engine = sa.create_engine(url)
+    q = sa.text("SELECT id, LENGTH(content) FROM chatpersist_messages WHERE role = 'assistant'")
+    seen: dict[str, int] = {}
+    changes: list[tuple[float, str, int]] = []
+    while not stop.is_set():
+        with engine.connect() as c:
+            rows = c.execute(q).all()
+        now = time.perf_counter()  # CLOCK_MONOTONIC: the same clock in every process
+        for mid, length in rows:
+            if seen.get(mid) != length:
+                seen[mid] = length
+                changes.append((now, mid, int(length or 0)))
+        time.sleep(every)
+    out.send(changes)
+    engine.dispose()
 
-    def __init__(self, url: str) -> None:
-        super().__init__(daemon=True)
-        self.engine = sa.create_engine(url)
-        self.snapshots: list[tuple[float, dict[str, int]]] = []
-        self.stop = threading.Event()
 
-    def run(self) -> None:
-        q = sa.text("SELECT id, LENGTH(content) FROM chatpersist_messages WHERE role = 'assistant'")
-        while not self.stop.is_set():
-            with self.engine.connect() as c:
-                rows = dict(c.execute(q).all())
-            self.snapshots.append((time.perf_counter(), rows))
-            time.sleep(0.05)
+class Poller:
+    """Reads how much of each answer is committed, for the flush lag."""
+
+    def __init__(self, url: str, every: float) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._stop = ctx.Event()
+        self._recv, send = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_poll, args=(url, self._stop, send, every), daemon=True)
+
+    def start(self) -> None:
+        self._proc.start()
+
+    def finish(self) -> dict[str, list[tuple[float, int]]]:
+        self._stop.set()
+        changes = self._recv.recv()
+        self._proc.join()
+        by_id: dict[str, list[tuple[float, int]]] = {}
+        for t, mid, length in changes:
+            by_id.setdefault(mid, []).append((t, length))
+        return by_id
 
 
-def flush_lags(
-    marks: list[tuple[int, float, int]],
-    ids: list[str | None],
-    snaps: list[tuple[float, dict[str, int]]],
-) -> list[float]:
+def flush_lags(marks: list[tuple[int, float, int]], ids: list[str | None], seen: dict[str, list[tuple[float, int]]]) -> list[float]:
+    """For sampled chunks: from the append to the first poll that saw it committed."""
     lags = []
-    times = [t for t, _ in snaps]
-    import bisect
-
     for i, t, length in marks:
-        mid = ids[i]
-        if mid is None:
-            continue
-        j = bisect.bisect_left(times, t)
-        while j < len(snaps) and snaps[j][1].get(mid, 0) < length:
-            j += 1
-        if j < len(snaps):
-            lags.append(snaps[j][0] - t)
+        for when, stored in seen.get(ids[i] or "", []):
+            if when >= t and stored >= length:
+                lags.append(when - t)
+                break
     return lags
 
 
@@ -289,7 +304,7 @@ def one(
             store.migrate()
             meter = Meter(store.engine)
             strategy = make_strategy(strategy_name, store)
-            poller = Poller(url)
+            poller = Poller(url, every=0.05 if streams <= 1000 else 0.25)
             poller.start()
             cpu0 = resource.getrusage(resource.RUSAGE_SELF)
             if mode == "threads":
@@ -297,13 +312,11 @@ def one(
             else:
                 r = asyncio.run(drive(strategy, store, streams, size, paced, mode))
             cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-            time.sleep(0.2)
-            poller.stop.set()
-            poller.join()
+            time.sleep(0.3)
+            seen = poller.finish()
             ids = [a.message_id for a in r["answers"]]
-            lags = flush_lags(r["marks"], ids, poller.snapshots)
+            lags = flush_lags(r["marks"], ids, seen)
             store.close()
-            poller.engine.dispose()
         finally:
             drop()
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
@@ -411,7 +424,20 @@ def main() -> None:
     ap.add_argument("--one", nargs=6)
     ap.add_argument("--killed-child", nargs=3)
     ap.add_argument("--show", action="store_true", help="print the table of the last run")
+    ap.add_argument("--markdown", action="store_true", help="the last run as a Markdown table")
     args = ap.parse_args()
+    if args.markdown:
+        saved = json.loads((RESULTS / "run.json").read_text())
+        print("| " + " | ".join(HEAD) + " |")
+        print("|" + "---|" * len(HEAD))
+        for r in saved["results"]:
+            print("| " + " | ".join(row(r).split()) + " |")
+        print()
+        print("| strategy | runs | lost chunks, max | mean |")
+        print("|---|---|---|---|")
+        for k in saved["kills"]:
+            print(f"| {k['strategy']} | {k['runs']} | {k['lost_chunks_max']:.0f} | {k['lost_chunks_mean']:.1f} |")
+        return
     if args.show:
         saved = json.loads((RESULTS / "run.json").read_text())
         print(table(saved["results"]))
