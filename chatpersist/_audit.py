@@ -93,6 +93,9 @@ class AuditMixin:
         def _to_message(self, row: sa.Row[*tuple[Any, ...]], now: datetime) -> Message: ...
         def get_message(self, message_id: str | int) -> Message: ...
         def history(self, session_id: str) -> list[Message]: ...
+        def history_for_model(
+            self, session_id: str, *, interrupted: Any = "keep", before: str | None = None
+        ) -> list[dict[str, str]]: ...
         def draft(self, session_id: str, message_id: str | int | None = None) -> Draft: ...
 
     def sessions(self, limit: int | None = None) -> list[SessionInfo]:
@@ -197,7 +200,7 @@ class AuditMixin:
         extends (without trailing whitespace, which the API refuses); otherwise it is
         followed by an instruction to continue exactly where it stopped."""
         target = self._recoverable(message_id)
-        history = self._history_before(target)
+        history = self.history_for_model(target.session_id, before=target.id)
         if prefill:
             return [*history, {"role": "assistant", "content": target.content.rstrip()}]
         return [
@@ -229,7 +232,7 @@ class AuditMixin:
                 )
             )  # fmt: skip
         target = self.get_message(message_id)
-        history = self._history_before(target)
+        history = self.history_for_model(target.session_id, before=target.id)
         return self._stream_to(target, provider.stream(history), on_text)
 
     # -- helpers --
@@ -241,16 +244,6 @@ class AuditMixin:
         if m.live:
             raise MessageConflict(f"message {message_id!r} is still being written")
         return m
-
-    def _history_before(self, target: Message) -> list[dict[str, str]]:
-        out: list[dict[str, str]] = []
-        for m in self.history(target.session_id):
-            if m.id == target.id:
-                break
-            if m.live or (m.interrupted and not m.content):
-                continue
-            out.append({"role": m.role, "content": m.content})
-        return out
 
     def _stream_to(
         self,

@@ -301,17 +301,24 @@ class ChatStore(AuditMixin):
         return [self._to_message(r, now) for r in rows]
 
     def history_for_model(
-        self, session_id: str, *, interrupted: Literal["keep", "drop"] = "keep"
+        self,
+        session_id: str,
+        *,
+        interrupted: Literal["keep", "drop"] = "keep",
+        before: str | None = None,
     ) -> list[dict[str, str]]:
         """History to send back to a model: live drafts left out, interrupted ones by choice.
 
         Kept interrupted answers carry their text without the display marker; empty
         ones are always left out (an empty assistant turn is refused by most APIs).
+        With `before`, only the messages that precede that message id.
         """
         if interrupted not in ("keep", "drop"):
             raise ValueError("interrupted must be 'keep' or 'drop'")
         out = []
         for m in self.history(session_id):
+            if m.id == before:
+                break
             if m.live or (m.interrupted and (interrupted == "drop" or not m.content)):
                 continue
             out.append({"role": m.role, "content": m.content})

@@ -84,7 +84,6 @@ class DraftState:
         self.error: BaseException | None = None
         self.done = threading.Event()
         self._callbacks: list[Callable[[], None]] = []
-        self.flushes = 0
         #: model / input_tokens / output_tokens / error, written with the next flush.
         self.extras: dict[str, Any] = {}
 
@@ -568,7 +567,6 @@ class Writer:
             state.committed.append(job.delta)
             state.seq = job.seq
             state.row_in_sync = True
-            state.flushes += 1
             if job.final:
                 self._drop(state, None)
             return
