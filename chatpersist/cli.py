@@ -85,9 +85,13 @@ def provider_options(f: F) -> F:
 
 
 @contextmanager
-def open_store(db: str | None, table: str | None = None) -> Iterator[ChatStore]:
+def open_store(
+    db: str | None, table: str | None = None, schema: str | None = None
+) -> Iterator[ChatStore]:
+    """A store for one command; bad URLs and table names are usage errors, not tracebacks."""
     try:
-        store = ChatStore(db or default_db(), table=table)
+        target = MessagesTable(table, schema=schema) if table else None
+        store = ChatStore(db or default_db(), table=target)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
@@ -184,15 +188,8 @@ def cli() -> None:
 @click.option("--schema", default=None, help="The table's schema (PostgreSQL).")
 def migrate(db: str | None, table: str | None, schema: str | None) -> None:
     """Create or upgrade chatpersist's tables (or retrofit an app's messages table)."""
-    target = MessagesTable(table, schema=schema) if table else None
-    try:
-        store = ChatStore(db or default_db(), table=target)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
-    try:
+    with open_store(db, table, schema) as store:
         store.migrate()
-    finally:
-        store.close()
     click.echo(f"table {table!r} has its draft columns" if table else "database is up to date")
 
 
@@ -334,14 +331,8 @@ def sweep(db: str | None, as_json: bool) -> None:
 @click.option("--journal", type=click.Path(dir_okay=False), required=True)
 def recover(db: str | None, journal: str) -> None:
     """Replay a journal of drafts written while the database was away."""
-    try:
-        store = ChatStore(db or default_db())
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
-    try:
+    with open_store(db) as store:
         n = store.recover_from(journal)
-    finally:
-        store.close()
     click.echo(f"{n} messages recovered from {journal}")
 
 

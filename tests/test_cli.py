@@ -192,6 +192,8 @@ def test_clear_errors_and_exit_codes(tmp_path: Path) -> None:
     assert run.returncode == 1 and "not a database URL" in run.stderr
     run = cli("continue", "x", "--db", empty)
     assert run.returncode == 2 and "--base-url" in run.stderr
+    run = cli("migrate", "--db", empty, "--table", "messages; DROP TABLE x")
+    assert run.returncode == 1 and "plain SQL identifier" in run.stderr
 
 
 def test_a_provider_that_refuses(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ._adapters import to_chunks
@@ -31,11 +32,22 @@ def feed(draft: _DraftBase, item: Any) -> str:
     return text
 
 
-def _failed(draft: _DraftBase, exc: ProviderError) -> None:
-    # Text already streamed stays; the answer is marked as cut by the provider.
-    draft.set_error(str(exc))
-    draft.stop("provider_error")
-    exc.message_id = draft.message_id
+def _record(draft: _DraftBase, item: Any, on_text: Callable[[str], object] | None) -> None:
+    text = feed(draft, item)
+    if text and on_text is not None:
+        on_text(text)
+
+
+@contextmanager
+def _provider_failure(draft: _DraftBase) -> Iterator[None]:
+    """A provider error keeps the text already streamed; the answer is marked as cut."""
+    try:
+        yield
+    except ProviderError as exc:
+        draft.set_error(str(exc))
+        draft.stop("provider_error")
+        exc.message_id = draft.message_id
+        raise
 
 
 def stream_into(
@@ -49,15 +61,9 @@ def stream_into(
     """Stream `source` (e.g. `provider.stream(messages)`) into a new draft and return
     the stored message. A `ProviderError` ends the draft interrupted
     (finish_reason 'provider_error', partial text kept) and propagates."""
-    with store.draft(session_id, message_id=message_id) as d:
-        try:
-            for item in source:
-                text = feed(d, item)
-                if text and on_text is not None:
-                    on_text(text)
-        except ProviderError as exc:
-            _failed(d, exc)
-            raise
+    with store.draft(session_id, message_id=message_id) as d, _provider_failure(d):
+        for item in source:
+            _record(d, item, on_text)
     return store.get_message(d.message_id)
 
 
@@ -71,14 +77,9 @@ async def astream_into(
 ) -> Message:
     """The asyncio twin of `stream_into` (for `provider.astream(messages)`)."""
     async with store.draft_async(session_id, message_id=message_id) as d:
-        try:
+        with _provider_failure(d):
             async for item in _aiter(source):
-                text = feed(d, item)
-                if text and on_text is not None:
-                    on_text(text)
-        except ProviderError as exc:
-            _failed(d, exc)
-            raise
+                _record(d, item, on_text)
     return await store.aget_message(d.message_id)
 
 

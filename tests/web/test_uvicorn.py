@@ -36,19 +36,24 @@ def deltas(lines: list[str]) -> tuple[str | None, str]:
     return mid, text
 
 
-def test_client_hangs_up_mid_answer(webchat: Callable[..., Server]) -> None:
-    server = webchat()
-    sid = new_session(server)
+def ask_and_hang_up(server: Server, sid: str, words: int) -> tuple[str | None, str]:
+    """Send a message, read the answer until `words` words arrived, then hang up."""
     lines: list[str] = []
     with httpx.stream(
         "POST", f"{server.url}/api/sessions/{sid}/messages", json={"text": "hi"}
     ) as r:
         for line in r.iter_lines():
             lines.append(line)
-            if deltas(lines)[1].count(" ") >= 10:
-                break  # hang up
+            if line.startswith("data: ") and deltas(lines)[1].count(" ") >= words:
+                break
+    return deltas(lines)
+
+
+def test_client_hangs_up_mid_answer(webchat: Callable[..., Server]) -> None:
+    server = webchat()
+    sid = new_session(server)
+    mid, received = ask_and_hang_up(server, sid, 10)
     hung_up = time.monotonic()
-    mid, received = deltas(lines)
     assert mid
     store = ChatStore(server.db)
     while True:
@@ -137,15 +142,7 @@ def test_100_clients_30_hang_up(webchat: Callable[..., Server]) -> None:
 def test_policy_finish_and_reattach(webchat: Callable[..., Server]) -> None:
     server = webchat("--policy", "finish", delay=0.01)
     sid = new_session(server)
-    lines: list[str] = []
-    with httpx.stream(
-        "POST", f"{server.url}/api/sessions/{sid}/messages", json={"text": "hi"}
-    ) as r:
-        for line in r.iter_lines():
-            lines.append(line)
-            if deltas(lines)[1].count(" ") >= 5:
-                break
-    mid, _ = deltas(lines)
+    mid, _ = ask_and_hang_up(server, sid, 5)
     # Another client (the user coming back) follows the answer still being written.
     events: list[tuple[str, dict[str, object]]] = []
     with httpx.stream("GET", f"{server.url}/api/messages/{mid}/follow", timeout=30) as r:
