@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import logging
 import threading
 import time
@@ -44,7 +45,12 @@ log = logging.getLogger("chatpersist")
 # ahead is noticed promptly.
 _MAX_TICK = 0.25
 _SLICE = 64
-_NOTIFY = sa.text("SELECT pg_notify('chatpersist', :ids)")
+# PostgreSQL takes a slice's rows in one statement (`_sql.append_rows`): bigger slices, as each
+# costs one round trip, not one per row.
+_ROWS_SLICE = 2000
+# Rows per multi-row upsert: 13 parameters each stays under every driver's limit
+# (65,535 on PostgreSQL and MySQL, 32,766 on SQLite).
+_UPSERT_ROWS = 500
 _TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
 
@@ -181,6 +187,10 @@ class Writer:
             0, 0.05
         )
         self._append_stmt = _sql.append_update(layout)
+        # PostgreSQL writes a batch's rows in one statement each (see `_sql.append_rows`).
+        self._pg = engine.dialect.name == "postgresql"
+        self._rows_stmt = _sql.append_rows(layout) if self._pg else None
+        self._beat_rows = _sql.heartbeat_rows(layout) if self._pg else None
         self._beat_stmt = _sql.heartbeat_update(layout)
         self.stats = WriterStats()
 
@@ -380,8 +390,8 @@ class Writer:
             for r in records
         ]
         with write_tx(self._engine) as conn:
-            for i in range(0, len(rows), 500):
-                conn.execute(_sql.full_upsert(L, self._engine.dialect, rows[i : i + 500]))
+            for i in range(0, len(rows), _UPSERT_ROWS):
+                conn.execute(_sql.full_upsert(L, self._engine.dialect, rows[i : i + _UPSERT_ROWS]))
         journal.clear(size)
         self.stats.replayed += len(rows)
         return len(rows)
@@ -470,16 +480,7 @@ class Writer:
         applied: set[int] = set()
         with write_tx(self._engine) as conn:
             if appends:
-                # In slices, letting other threads (an event loop) run between them:
-                # a thousand drafts' flushes in one go would hold the GIL for ms.
-                matched = 0
-                for i in range(0, len(appends), _SLICE):
-                    part = appends[i : i + _SLICE]
-                    matched += conn.execute(
-                        self._append_stmt, [self._params(j, now) for j in part]
-                    ).rowcount
-                    time.sleep(0)
-                if matched == len(appends):
+                if self._append(conn, appends, now) == len(appends):
                     applied = {id(j) for j in appends}
                 else:
                     applied = self._landed(conn, appends)
@@ -487,23 +488,15 @@ class Writer:
             if rest:
                 self._write_whole(conn, rest, now)
                 applied |= self._landed(conn, rest)
-            if writes and self._engine.dialect.name == "postgresql":
-                # Wake followers (chatpersist.asgi.follow) as soon as this commits.
+            if writes and self._pg:
+                # Wake followers (chatpersist.asgi.follow) as soon as this commits;
+                # 25 ids per notification keep payloads under PostgreSQL's 8000 bytes.
                 ids = [j.state.message_id for j in writes if id(j) in applied]
-                for i in range(0, len(ids), 25):  # payloads stay under PostgreSQL's 8000 bytes
-                    conn.execute(_NOTIFY, {"ids": ",".join(ids[i : i + 25])})
+                groups = [",".join(ids[i : i + 25]) for i in range(0, len(ids), 25)]
+                if groups:
+                    conn.execute(_sql.NOTIFY, {"ids": groups})
             if beats:
-                conn.execute(
-                    self._beat_stmt,
-                    [
-                        {
-                            _sql.P_ID: self._layout.msg_key(j.state.message_id),
-                            _sql.P_SEQ: j.seq,
-                            _sql.P_NOW: now,
-                        }
-                        for j in beats
-                    ],
-                )
+                self._beat(conn, beats, now)
         self.stats.transactions += 1
         self.stats.flushes += len(writes)
         self.stats.heartbeats += len(beats)
@@ -517,6 +510,56 @@ class Writer:
             for job in jobs:
                 self._candidates[id(job.state)] = job.state
             self._cond.notify_all()  # wakes callers of flush_now()
+
+    def _append(self, conn: sa.Connection, jobs: list[_Job], now: Any) -> int:
+        """Add each job's new text to its row; how many rows matched."""
+        matched = 0
+        # In slices, letting other threads (an event loop) run between them: a
+        # thousand drafts' flushes in one go would hold the GIL for ms.
+        step = _SLICE if self._rows_stmt is None else _ROWS_SLICE
+        for i in range(0, len(jobs), step):
+            part = jobs[i : i + step]
+            if self._rows_stmt is None:
+                result = conn.execute(self._append_stmt, [self._params(j, now) for j in part])
+            else:
+                result = conn.execute(self._rows_stmt, self._row_params(part, now))
+            matched += result.rowcount
+            time.sleep(0)
+        return matched
+
+    def _row_params(self, jobs: list[_Job], now: Any) -> dict[str, Any]:
+        """`_params` of many jobs as rows of `_sql.append_rows`."""
+        key = self._layout.msg_key
+        return _rows(
+            [
+                (
+                    key(j.state.message_id),
+                    j.seq - 1,
+                    j.seq,
+                    self.sanitize(j.delta),
+                    j.status,
+                    j.reason,
+                    *[(j.extras or {}).get(f) for f in _sql.EXTRAS],
+                )
+                for j in jobs
+            ],
+            now,
+        )
+
+    def _beat(self, conn: sa.Connection, jobs: list[_Job], now: Any) -> None:
+        """Refresh the lease of drafts with nothing new to write."""
+        key = self._layout.msg_key
+        if self._beat_rows is not None:
+            rows = [(key(j.state.message_id), j.seq) for j in jobs]
+            conn.execute(self._beat_rows, _rows(rows, now))
+            return
+        conn.execute(
+            self._beat_stmt,
+            [
+                {_sql.P_ID: key(j.state.message_id), _sql.P_SEQ: j.seq, _sql.P_NOW: now}
+                for j in jobs
+            ],
+        )
 
     def _params(self, job: _Job, now: Any) -> dict[str, Any]:
         return {
@@ -557,7 +600,8 @@ class Writer:
                     **{getattr(L, f).key: (j.extras or {}).get(f) for f in _sql.EXTRAS},
                 }
             )
-        conn.execute(_sql.full_upsert(L, self._engine.dialect, rows))
+        for i in range(0, len(rows), _UPSERT_ROWS):
+            conn.execute(_sql.full_upsert(L, self._engine.dialect, rows[i : i + _UPSERT_ROWS]))
 
     def _settle(self, job: _Job, applied: bool, mono: float) -> None:
         state = job.state
@@ -583,3 +627,9 @@ class Writer:
         self._drafts.pop(id(state), None)
         state._finish(error)
         self._cond.notify_all()
+
+
+def _rows(rows: list[tuple[Any, ...]], now: Any) -> dict[str, Any]:
+    """Parameters of `_sql.append_rows` / `heartbeat_rows`: the rows as one JSON
+    array, plus the common timestamp."""
+    return {_sql.P_ROWS: json.dumps(rows), _sql.P_NOW: now}

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
+from support import wait_until
 
 from chatpersist import COMPLETE, STREAMING, ChatStore, ManualClock, MessageConflict, _sql
 from chatpersist._message import to_db_time
@@ -167,3 +168,76 @@ def test_same_seq_write_changes_nothing(store: ChatStore) -> None:
     assert _row(store, "m2") == ("first", 3, STREAMING)
     _upsert(store, "m2", sid, "done", 4, COMPLETE)
     assert _row(store, "m2") == ("done", 4, COMPLETE)
+
+
+def test_one_batch_writes_each_row_and_fences_only_the_taken_one(
+    make_store: Callable[..., ChatStore],
+) -> None:
+    # Drafts due together are written in one transaction (one statement per slice on
+    # PostgreSQL): each row gets its own text and facts, and a row another writer has
+    # moved on is left alone without holding the others back.
+    clock = ManualClock()
+    store = make_store(every_chunks=1000, every_seconds=2.0, clock=clock)
+    sid = store.create_session()
+    drafts = [store.draft(sid) for _ in range(5)]
+    for i, d in enumerate(drafts):
+        d.__enter__()
+        d.append(f"first {i} ")
+        d.flush(timeout=10)
+    taken = drafts[2].message_id
+    _upsert(store, taken, sid, "the other writer's text", 50, STREAMING)
+    drafts[0].set_model("model-a")
+    drafts[1].set_usage(input_tokens=7, output_tokens=9)
+    for i, d in enumerate(drafts):
+        d.append(f"second {i} — ünïcode '\"; --")
+    before = store.stats.transactions
+    clock.advance(2.1)
+    wait_until(lambda: store.get_message(drafts[4].message_id).seq == 2, what="timed flush")
+    assert store.stats.transactions == before + 1
+    for i, d in enumerate(drafts):
+        m = store.get_message(d.message_id)
+        if d.message_id == taken:
+            assert (m.content, m.seq) == ("the other writer's text", 50)
+        else:
+            assert (m.content, m.seq) == (f"first {i} second {i} — ünïcode '\"; --", 2)
+    assert store.get_message(drafts[0].message_id).model == "model-a"
+    m1 = store.get_message(drafts[1].message_id)
+    assert (m1.input_tokens, m1.output_tokens) == (7, 9)
+    for d in drafts:
+        d.__exit__(None, None, None)
+    assert store.get_message(taken).content == "the other writer's text"
+    assert store.get_message(drafts[3].message_id).status == COMPLETE
+
+
+# PostgreSQL only: its 65,535 parameters per statement are the lowest limit of the
+# three (SQLite here allows 250,000), and 6,000 drafts take a while to open.
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_thousands_of_rows_rewritten_whole_in_one_flush(
+    make_store: Callable[..., ChatStore],
+) -> None:
+    # Rows gone from under their drafts are written whole again. 6,000 of them at
+    # once are more parameters than a driver takes in one statement: the writer
+    # must split them, not retry forever.
+    clock = ManualClock()
+    store = make_store(every_chunks=1000, every_seconds=2.0, clock=clock)
+    sid = store.create_session()
+    drafts = [store.draft(sid) for _ in range(6000)]
+    for d in drafts:
+        d.__enter__()
+        d.append("kept ")
+    clock.advance(2.1)
+    wait_until(lambda: store.stats.flushes >= 6000, timeout=60, what="first flush")
+    with store.engine.begin() as conn:
+        conn.execute(sa.delete(store.layout.messages).where(store.layout.role == "assistant"))
+    for d in drafts:
+        d.append("and more")
+    before = store.stats.transactions
+    clock.advance(2.1)
+    wait_until(lambda: store.stats.transactions > before, timeout=60, what="whole rewrite")
+    assert store.stats.full_writes == 6000
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(store.layout.content).where(store.layout.role == "assistant")
+        ).all()
+    assert [r[0] for r in rows] == ["kept and more"] * 6000
+    # The store's close ends the 6,000 drafts together.
