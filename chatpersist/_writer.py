@@ -47,7 +47,7 @@ _MAX_TICK = 0.25
 _SLICE = 64
 # PostgreSQL takes a slice's rows in one statement (`_sql.append_rows`): bigger slices, as each
 # costs one round trip, not one per row.
-_ROWS_SLICE = 2000
+_ROWS_SLICE = 1000
 # Rows per multi-row upsert: 13 parameters each stays under every driver's limit
 # (65,535 on PostgreSQL and MySQL, 32,766 on SQLite).
 _UPSERT_ROWS = 500
