@@ -51,6 +51,11 @@ _ROWS_SLICE = 1000
 # Rows per multi-row upsert: 13 parameters each stays under every driver's limit
 # (65,535 on PostgreSQL and MySQL, 32,766 on SQLite).
 _UPSERT_ROWS = 500
+# `_sql.append_update`'s parameters, in the order of `Writer._row`.
+_APPEND_PARAMS = (
+    _sql.P_ID, _sql.P_PREV, _sql.P_SEQ, _sql.P_DELTA, _sql.P_STATUS, _sql.P_REASON,
+    *[_sql.extra_param(f) for f in _sql.EXTRAS],
+)  # fmt: skip
 _TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
 
@@ -331,20 +336,7 @@ class Writer:
         assert self._journal is not None
         written_at = to_db_time(self._clock.now()).isoformat()
         writes = [j for j in jobs if not j.heartbeat]
-        records = [
-            Record(
-                message_id=j.state.message_id,
-                session_id=j.state.session_id,
-                role=j.state.role,
-                content=self.sanitize("".join([*j.state.committed, j.delta])),
-                seq=j.seq,
-                status=j.status,
-                finish_reason=j.reason,
-                extras={k: v for k, v in (j.extras or {}).items() if v is not None},
-                written_at=written_at,
-            )
-            for j in writes
-        ]
+        records = [self._record(j, written_at) for j in writes]
         try:
             self._journal.append(records)
         except OSError:
@@ -373,28 +365,11 @@ class Writer:
             return 0
         size = journal.size()
         records = journal.latest()
-        L = self._layout
-        rows = [
-            {
-                **L.new_row(datetime.fromisoformat(r.written_at)),
-                L.id.key: L.msg_key(r.message_id),
-                L.session_id.key: L.session_key(r.session_id),
-                L.role.key: r.role,
-                L.content.key: r.content,
-                L.status.key: r.status,
-                L.finish_reason.key: r.finish_reason,
-                L.seq.key: r.seq,
-                L.updated_at.key: datetime.fromisoformat(r.written_at),
-                **{getattr(L, f).key: r.extras.get(f) for f in _sql.EXTRAS},
-            }
-            for r in records
-        ]
         with write_tx(self._engine) as conn:
-            for i in range(0, len(rows), _UPSERT_ROWS):
-                conn.execute(_sql.full_upsert(L, self._engine.dialect, rows[i : i + _UPSERT_ROWS]))
+            self._upsert(conn, records)
         journal.clear(size)
-        self.stats.replayed += len(rows)
-        return len(rows)
+        self.stats.replayed += len(records)
+        return len(records)
 
     def _sleep_time(self) -> float | None:
         if not self._drafts:
@@ -519,31 +494,26 @@ class Writer:
         step = _SLICE if self._rows_stmt is None else _ROWS_SLICE
         for i in range(0, len(jobs), step):
             part = jobs[i : i + step]
+            rows = [self._row(j) for j in part]
             if self._rows_stmt is None:
-                result = conn.execute(self._append_stmt, [self._params(j, now) for j in part])
+                named = [dict(zip(_APPEND_PARAMS, r, strict=True)) for r in rows]
+                result = conn.execute(self._append_stmt, [{**n, _sql.P_NOW: now} for n in named])
             else:
-                result = conn.execute(self._rows_stmt, self._row_params(part, now))
+                result = conn.execute(self._rows_stmt, _rows(rows, now))
             matched += result.rowcount
             time.sleep(0)
         return matched
 
-    def _row_params(self, jobs: list[_Job], now: Any) -> dict[str, Any]:
-        """`_params` of many jobs as rows of `_sql.append_rows`."""
-        key = self._layout.msg_key
-        return _rows(
-            [
-                (
-                    key(j.state.message_id),
-                    j.seq - 1,
-                    j.seq,
-                    self.sanitize(j.delta),
-                    j.status,
-                    j.reason,
-                    *[(j.extras or {}).get(f) for f in _sql.EXTRAS],
-                )
-                for j in jobs
-            ],
-            now,
+    def _row(self, job: _Job) -> tuple[Any, ...]:
+        """What one flush writes, in the order of `_sql.append_row_types`."""
+        return (
+            self._layout.msg_key(job.state.message_id),
+            job.seq - 1,
+            job.seq,
+            self.sanitize(job.delta),
+            job.status,
+            job.reason,
+            *[(job.extras or {}).get(f) for f in _sql.EXTRAS],
         )
 
     def _beat(self, conn: sa.Connection, jobs: list[_Job], now: Any) -> None:
@@ -561,18 +531,6 @@ class Writer:
             ],
         )
 
-    def _params(self, job: _Job, now: Any) -> dict[str, Any]:
-        return {
-            _sql.P_ID: self._layout.msg_key(job.state.message_id),
-            _sql.P_PREV: job.seq - 1,
-            _sql.P_SEQ: job.seq,
-            _sql.P_DELTA: self.sanitize(job.delta),
-            _sql.P_STATUS: job.status,
-            _sql.P_REASON: job.reason,
-            _sql.P_NOW: now,
-            **{_sql.extra_param(f): (job.extras or {}).get(f) for f in _sql.EXTRAS},
-        }
-
     def _landed(self, conn: sa.Connection, jobs: list[_Job]) -> set[int]:
         L = self._layout
         ids = [L.msg_key(j.state.message_id) for j in jobs]
@@ -581,27 +539,47 @@ class Writer:
         return {id(j) for j in jobs if stored.get(j.state.message_id) == j.seq}
 
     def _write_whole(self, conn: sa.Connection, jobs: list[_Job], now: Any) -> None:
-        L = self._layout
         self.stats.full_writes += len(jobs)
+        written_at = now.isoformat()
+        self._upsert(conn, [self._record(j, written_at) for j in jobs])
+
+    def _record(self, job: _Job, written_at: str) -> Record:
+        """The job's whole row, as journaled and as written when the row is gone."""
+        return Record(
+            message_id=job.state.message_id,
+            session_id=job.state.session_id,
+            role=job.state.role,
+            content=self.sanitize("".join([*job.state.committed, job.delta])),
+            seq=job.seq,
+            status=job.status,
+            finish_reason=job.reason,
+            extras={k: v for k, v in (job.extras or {}).items() if v is not None},
+            written_at=written_at,
+        )
+
+    def _upsert(self, conn: sa.Connection, records: list[Record]) -> None:
+        """Insert or overwrite whole rows, in statements a driver accepts."""
+        L = self._layout
         rows = []
-        for j in jobs:
-            text = "".join([*j.state.committed, j.delta])
+        for r in records:
+            at = datetime.fromisoformat(r.written_at)
             rows.append(
                 {
-                    **L.new_row(now),
-                    L.id.key: L.msg_key(j.state.message_id),
-                    L.session_id.key: L.session_key(j.state.session_id),
-                    L.role.key: j.state.role,
-                    L.content.key: self.sanitize(text),
-                    L.status.key: j.status,
-                    L.finish_reason.key: j.reason,
-                    L.seq.key: j.seq,
-                    L.updated_at.key: now,
-                    **{getattr(L, f).key: (j.extras or {}).get(f) for f in _sql.EXTRAS},
+                    **L.new_row(at),
+                    L.id.key: L.msg_key(r.message_id),
+                    L.session_id.key: L.session_key(r.session_id),
+                    L.role.key: r.role,
+                    L.content.key: r.content,
+                    L.status.key: r.status,
+                    L.finish_reason.key: r.finish_reason,
+                    L.seq.key: r.seq,
+                    L.updated_at.key: at,
+                    **{getattr(L, f).key: r.extras.get(f) for f in _sql.EXTRAS},
                 }
             )
         for i in range(0, len(rows), _UPSERT_ROWS):
-            conn.execute(_sql.full_upsert(L, self._engine.dialect, rows[i : i + _UPSERT_ROWS]))
+            part = rows[i : i + _UPSERT_ROWS]
+            conn.execute(_sql.full_upsert(L, self._engine.dialect, part))
 
     def _settle(self, job: _Job, applied: bool, mono: float) -> None:
         state = job.state
