@@ -2,7 +2,8 @@
 
 Each strategy opens one answer with `open(session_id)` and gets back an object with
 `append(piece)` (called once per chunk, timed as the caller's cost) and `close()`
-(the end of the stream). All of them write to chatpersist's own messages table.
+(the end of the stream). A strategy with an async API of its own also has
+`open_async(session_id)`, whose answer ends with `await aclose()`; async runs use it. All of them write to chatpersist's own messages table.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ EVERY_SECONDS = 2.0
 class Answer(Protocol):
     def append(self, piece: str) -> None: ...
     def close(self) -> None: ...
+
+
+class AsyncAnswer(Protocol):
+    def append(self, piece: str) -> None: ...
+    async def aclose(self) -> None: ...
 
 
 class Strategy(Protocol):
@@ -183,5 +189,22 @@ class ChatPersistDefault:
 
             def close(self) -> None:
                 draft.__exit__(None, None, None)
+
+        return A()
+
+    async def open_async(self, session_id: str) -> AsyncAnswer:
+        """What an async app uses: `store.draft_async()`, whose end awaits the final
+        write without taking a thread."""
+        draft = self.store.draft_async(session_id)
+        await draft.__aenter__()
+
+        class A:
+            message_id = draft.message_id
+
+            def append(self, piece: str) -> None:
+                draft.append(piece)
+
+            async def aclose(self) -> None:
+                await draft.__aexit__(None, None, None)
 
         return A()
