@@ -3,7 +3,8 @@
 Each strategy opens one answer with `open(session_id)` and gets back an object with
 `append(piece)` (called once per chunk, timed as the caller's cost) and `close()`
 (the end of the stream). A strategy with an async API of its own also has
-`open_async(session_id)`, whose answer ends with `await aclose()`; async runs use it. All of them write to chatpersist's own messages table.
+`open_async(session_id)`, whose answer ends with `await aclose()`; async runs use it.
+All of them write to chatpersist's own messages table.
 """
 
 from __future__ import annotations

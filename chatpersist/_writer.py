@@ -51,10 +51,10 @@ _ROWS_SLICE = 1000
 # Rows per multi-row upsert: 13 parameters each stays under every driver's limit
 # (65,535 on PostgreSQL and MySQL, 32,766 on SQLite).
 _UPSERT_ROWS = 500
-# `_sql.append_update`'s parameters, in the order of `Writer._row`.
+# `_sql.append_update`'s parameters: those of `Writer._row`, in its order, then the time.
 _APPEND_PARAMS = (
     _sql.P_ID, _sql.P_PREV, _sql.P_SEQ, _sql.P_DELTA, _sql.P_STATUS, _sql.P_REASON,
-    *[_sql.extra_param(f) for f in _sql.EXTRAS],
+    *[_sql.extra_param(f) for f in _sql.EXTRAS], _sql.P_NOW,
 )  # fmt: skip
 _TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
@@ -496,8 +496,8 @@ class Writer:
             part = jobs[i : i + step]
             rows = [self._row(j) for j in part]
             if self._rows_stmt is None:
-                named = [dict(zip(_APPEND_PARAMS, r, strict=True)) for r in rows]
-                result = conn.execute(self._append_stmt, [{**n, _sql.P_NOW: now} for n in named])
+                params = [dict(zip(_APPEND_PARAMS, (*r, now), strict=True)) for r in rows]
+                result = conn.execute(self._append_stmt, params)
             else:
                 result = conn.execute(self._rows_stmt, _rows(rows, now))
             matched += result.rowcount
