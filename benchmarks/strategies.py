@@ -145,7 +145,7 @@ class PerDraftFlush:
             def _flush(self, status: str) -> None:
                 self.seq += 1
                 params = {
-                    _sql.P_ID: mid, _sql.P_PREV: self.seq - 1, _sql.P_SEQ: self.seq,
+                    _sql.P_ID: mid, _sql.P_WRITER: "", _sql.P_PREV: self.seq - 1, _sql.P_SEQ: self.seq,
                     _sql.P_DELTA: "".join(self.pending), _sql.P_STATUS: status,
                     _sql.P_REASON: None if status == STREAMING else "stop",
                     _sql.P_NOW: to_db_time(store.clock.now()),

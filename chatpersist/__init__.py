@@ -11,12 +11,15 @@ from ._draft import AsyncDraft, Draft
 from ._errors import (
     ChatPersistError,
     FlushError,
+    JournalLocked,
     MessageConflict,
+    NotAJournal,
     NotMigrated,
+    StoreClosed,
     UnknownMessage,
     UnknownSession,
 )
-from ._message import INTERRUPTED_MARKER, Message
+from ._message import CUT_REASONS, INTERRUPTED_MARKER, Message
 from ._retrofit import MessagesTable, SessionsTable
 from ._schema import COMPLETE, STREAMING
 from ._store import ChatStore
@@ -27,6 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ABANDONED",
     "COMPLETE",
+    "CUT_REASONS",
     "INTERRUPTED_MARKER",
     "STREAMING",
     "SessionInfo",
@@ -38,11 +42,14 @@ __all__ = [
     "Clock",
     "Draft",
     "FlushError",
+    "JournalLocked",
     "ManualClock",
     "Message",
     "MessageConflict",
     "MessagesTable",
+    "NotAJournal",
     "NotMigrated",
+    "StoreClosed",
     "SystemClock",
     "UnknownMessage",
     "UnknownSession",

@@ -10,7 +10,8 @@ import asyncio
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from ._schema import COMPLETE, STREAMING
+from ._message import ends_complete
+from ._schema import COMPLETE, MAX_INT, REASON_LENGTH, STREAMING
 from ._writer import DraftState, Writer
 
 if TYPE_CHECKING:
@@ -20,10 +21,13 @@ if TYPE_CHECKING:
 def end_state(
     exc_type: type[BaseException] | None, stop_reason: str | None, finish_reason: str | None
 ) -> tuple[str, str | None]:
-    """How a draft ends: only a normal exit that nobody stopped is complete."""
+    """How a draft ends: only a normal exit that nobody stopped, with a reason that
+    does not say it was cut, is complete."""
     if stop_reason is not None:
         return STREAMING, stop_reason
     if exc_type is None:
+        if not ends_complete(finish_reason):
+            return STREAMING, finish_reason
         return COMPLETE, finish_reason or "stop"
     # KeyboardInterrupt, GeneratorExit, asyncio cancellation, SystemExit.
     if not issubclass(exc_type, Exception):
@@ -39,8 +43,33 @@ class _DraftBase:
         self._writer: Writer = store._writer
         self._stop_reason: str | None = None
         self._ended = False
-        #: Recorded on a normal end (e.g. "length"); "stop" when left unset.
-        self.finish_reason: str | None = None
+        self._finish_reason: str | None = None
+        self._model_length = store.layout.model.type.length or 255  # type: ignore[attr-defined]
+
+    @property
+    def finish_reason(self) -> str | None:
+        """Recorded on a normal end (e.g. "length"); "stop" when left unset."""
+        return self._finish_reason
+
+    @finish_reason.setter
+    def finish_reason(self, reason: str | None) -> None:
+        if reason is not None and (not isinstance(reason, str) or len(reason) > REASON_LENGTH):
+            raise ValueError(
+                f"finish_reason must be a string of at most {REASON_LENGTH} characters: "
+                f"{reason!r:.80}"
+            )
+        self._finish_reason = reason
+
+    @property
+    def superseded(self) -> bool:
+        """Another writer took the message over (or completed it): this draft stopped
+        writing at its last flush, and its later text is kept in memory only."""
+        return self._opened().superseded
+
+    @property
+    def deleted(self) -> bool:
+        """The message (or its session) was deleted: this draft stopped writing it."""
+        return self._opened().deleted
 
     @property
     def message_id(self) -> str:
@@ -71,19 +100,29 @@ class _DraftBase:
             self._writer.add(state, piece)
 
     def set_model(self, model: str) -> None:
-        """Record which model wrote the answer (saved with the next flush)."""
+        """Record which model wrote the answer (saved with the next flush).
+
+        A value the column cannot hold raises `ValueError` here, never at flush time."""
+        if not isinstance(model, str) or len(model) > self._model_length:
+            raise ValueError(
+                f"model must be a string of at most {self._model_length} characters: "
+                f"{model!r:.80}"
+            )
         self._set_extra("model", model)
 
     def set_usage(self, input_tokens: int | None = None, output_tokens: int | None = None) -> None:
-        """Record token usage (saved with the next flush)."""
-        if input_tokens is not None:
-            self._set_extra("input_tokens", int(input_tokens))
-        if output_tokens is not None:
-            self._set_extra("output_tokens", int(output_tokens))
+        """Record token usage (saved with the next flush); counts from 0 to 2**31 - 1."""
+        counts = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+        for name, n in counts.items():
+            if n is not None and (isinstance(n, bool) or not 0 <= int(n) <= MAX_INT):
+                raise ValueError(f"{name} must be from 0 to {MAX_INT}: {n!r}")
+        for name, n in counts.items():
+            if n is not None:
+                self._set_extra(name, int(n))
 
     def set_error(self, message: str) -> None:
         """Record why the answer was cut (e.g. the provider's error message)."""
-        self._set_extra("error", message[:2000])
+        self._set_extra("error", str(message)[:2000])
 
     def _set_extra(self, field: str, value: object) -> None:
         self._writer.set_extra(self._opened(), field, value)
@@ -150,7 +189,7 @@ class AsyncDraft(_DraftBase):
         def wake() -> None:
             loop.call_soon_threadsafe(resolve)
 
-        state.on_done(wake)
+        self._writer.on_done(state, wake)
         try:
             # Shielded: a second cancellation must not abandon the wait silently;
             # the write itself happens in the writer thread regardless.

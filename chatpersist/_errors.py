@@ -33,3 +33,31 @@ class NotMigrated(ChatPersistError):
 
 class FlushError(ChatPersistError):
     """The final flush of a draft could not be committed in time."""
+
+
+class NotAJournal(ChatPersistError, ValueError):
+    """A journal path names a file that is not a chatpersist journal; it is left untouched."""
+
+    def __init__(
+        self, path: object, detail: str = "it does not start with the journal header"
+    ) -> None:
+        super().__init__(
+            f"{str(path)!r} is not a chatpersist journal ({detail}); "
+            "it was left untouched: give the store a path of its own for its journal"
+        )
+        self.path = path
+
+
+class JournalLocked(ChatPersistError):
+    """Another process (or another Journal object) is using the journal file."""
+
+    def __init__(self, path: object) -> None:
+        super().__init__(
+            f"the journal {str(path)!r} is in use by another store (a live process, or another "
+            "Journal object in this one); one journal file belongs to one running store"
+        )
+        self.path = path
+
+
+class StoreClosed(ChatPersistError, RuntimeError):
+    """The store was closed: no draft can be opened or written any more."""

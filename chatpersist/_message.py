@@ -9,6 +9,21 @@ from typing import Any
 from ._schema import COMPLETE, STREAMING
 
 INTERRUPTED_MARKER = "(response interrupted)"
+#: Finish reasons of an answer that was cut short (by its user, its client, an error,
+#: or a crash). Any other reason is how a model ends an answer ("stop", "length",
+#: "tool_calls", "content_filter"...): the answer is complete. The one rule, used by
+#: drafts, `save_partial` and the CLI.
+CUT_REASONS = frozenset(
+    {
+        "stopped", "disconnected", "cancelled", "error", "provider_error", "abandoned",
+        "regenerating", "interrupted", "timeout",
+    }
+)  # fmt: skip
+
+
+def ends_complete(reason: str | None) -> bool:
+    """Whether an answer that ended with `reason` is complete (not cut short)."""
+    return reason not in CUT_REASONS
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

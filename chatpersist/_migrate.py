@@ -12,6 +12,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
+from . import _ddl
+
 if TYPE_CHECKING:
     from ._retrofit import MessagesTable
     from ._schema import Layout
@@ -41,12 +43,24 @@ def config(engine: Engine, table: MessagesTable | None = None) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head", table: MessagesTable | None = None) -> None:
-    command.upgrade(config(engine, table), revision)
+def upgrade(
+    engine: Engine, revision: str = "head", table: MessagesTable | None = None
+) -> list[str]:
+    """Upgrade to `revision`. A migration a crash left half done (on MariaDB/MySQL each
+    DDL statement commits by itself) is finished: its steps check the live schema first.
+    Returns one message per such migration (each is also logged as a warning)."""
+    with _ddl.collect() as notes:
+        command.upgrade(config(engine, table), revision)
+    return notes
 
 
-def downgrade(engine: Engine, revision: str = "base", table: MessagesTable | None = None) -> None:
-    command.downgrade(config(engine, table), revision)
+def downgrade(
+    engine: Engine, revision: str = "base", table: MessagesTable | None = None
+) -> list[str]:
+    """Downgrade to `revision`; like `upgrade`, finishes a half-done downgrade."""
+    with _ddl.collect() as notes:
+        command.downgrade(config(engine, table), revision)
+    return notes
 
 
 def current(engine: Engine, table: MessagesTable | None = None) -> str | None:

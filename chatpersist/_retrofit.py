@@ -8,13 +8,23 @@ either by `chatpersist migrate --table` or from the app's own alembic history.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
-from ._schema import COMPLETE, ID_LENGTH, Layout, LongText, Timestamp
+from . import _ddl
+from ._schema import (
+    COMPLETE,
+    ID_LENGTH,
+    MODEL_LENGTH,
+    REASON_LENGTH,
+    WRITER_LENGTH,
+    Layout,
+    LongText,
+    Timestamp,
+)
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -37,7 +47,13 @@ DRAFT_COLUMNS = {
     "input_tokens": "draft_input_tokens",
     "output_tokens": "draft_output_tokens",
     "error": "draft_error",
+    "writer": "draft_writer",
 }
+#: The draft columns of the first retrofit migration (r0001); later ones add the rest.
+FIRST_DRAFT_FIELDS = (
+    "status", "finish_reason", "seq", "updated_at",
+    "model", "input_tokens", "output_tokens", "error",
+)  # fmt: skip
 
 
 def _draft_column(logical: str, name: str) -> sa.Column[Any]:
@@ -46,13 +62,14 @@ def _draft_column(logical: str, name: str) -> sa.Column[Any]:
     column with a constant default is a metadata-only change on all three databases."""
     kinds: dict[str, tuple[Any, bool, str | None]] = {
         "status": (sa.String(16), False, COMPLETE),
-        "finish_reason": (sa.String(64), True, None),
+        "finish_reason": (sa.String(REASON_LENGTH), True, None),
         "seq": (sa.Integer(), False, "0"),
         "updated_at": (Timestamp, True, None),
-        "model": (sa.String(255), True, None),
+        "model": (sa.String(MODEL_LENGTH), True, None),
         "input_tokens": (sa.Integer(), True, None),
         "output_tokens": (sa.Integer(), True, None),
         "error": (sa.Text(), True, None),
+        "writer": (sa.String(WRITER_LENGTH), True, None),
     }
     type_, nullable, default = kinds[logical]
     return sa.Column(name, type_, nullable=nullable, server_default=default)
@@ -133,9 +150,18 @@ class MessagesTable:
         default = HOST_COLUMNS.get(logical) or DRAFT_COLUMNS[logical]
         return self.columns.get(logical, default)
 
-    def added_columns(self) -> list[sa.Column[Any]]:
-        """The columns the additive migration adds (and its downgrade drops)."""
-        return [_draft_column(f, str(self.column(f))) for f in DRAFT_COLUMNS if f not in self.reuse]
+    def added_columns(self, fields: Iterable[str] | None = None) -> list[sa.Column[Any]]:
+        """The columns the additive migrations add (and their downgrades drop): all,
+        or those of `fields`."""
+        wanted = DRAFT_COLUMNS.keys() if fields is None else set(fields)
+        unknown = set(wanted) - DRAFT_COLUMNS.keys()
+        if unknown:
+            raise ValueError(f"not draft fields: {', '.join(sorted(unknown))}")
+        return [
+            _draft_column(f, str(self.column(f)))
+            for f in DRAFT_COLUMNS
+            if f in wanted and f not in self.reuse
+        ]
 
     @property
     def version_table(self) -> str:
@@ -189,6 +215,7 @@ class MessagesTable:
             input_tokens=cols["input_tokens"],
             output_tokens=cols["output_tokens"],
             error=cols["error"],
+            writer=cols["writer"],
             session_check=check,
             session_touch=touch,
             int_ids=self.int_ids,
@@ -201,22 +228,31 @@ def _target(table: str | MessagesTable, kw: dict[str, Any]) -> MessagesTable:
     return MessagesTable(table, **kw) if isinstance(table, str) else table
 
 
-def add_draft_columns(op: Any, table: str | MessagesTable, **kw: Any) -> None:
+def add_draft_columns(
+    op: Any, table: str | MessagesTable, *, fields: Iterable[str] | None = None, **kw: Any
+) -> None:
     """Alembic operation for the app's own history: add chatpersist's draft columns.
 
     `add_draft_columns(op, "messages")`, or with a `MessagesTable` (or its keyword
-    arguments, e.g. `schema="app"`) when names differ.
+    arguments, e.g. `schema="app"`) when names differ. `fields` adds only those draft
+    fields: an app that added the columns with an earlier release adds the new ones
+    with, e.g., `add_draft_columns(op, "messages", fields=["writer"])`.
     """
     t = _target(table, kw)
-    for column in t.added_columns():
-        op.add_column(t.name, column, schema=t.schema)
+    # Columns already there (a run killed halfway on MariaDB/MySQL, where each ALTER
+    # commits by itself) are not added again; see chatpersist/_ddl.py.
+    with _ddl.migration(f"add_draft_columns on table {t.name}"):
+        _ddl.add_columns_if_missing(op, t.name, t.added_columns(fields), schema=t.schema)
 
 
-def drop_draft_columns(op: Any, table: str | MessagesTable, **kw: Any) -> None:
+def drop_draft_columns(
+    op: Any, table: str | MessagesTable, *, fields: Iterable[str] | None = None, **kw: Any
+) -> None:
     """Alembic operation: remove exactly what `add_draft_columns` added."""
     t = _target(table, kw)
-    for column in reversed(t.added_columns()):
-        op.drop_column(t.name, column.name, schema=t.schema)
+    names = [c.name for c in reversed(t.added_columns(fields))]
+    with _ddl.migration(f"drop_draft_columns on table {t.name}"):
+        _ddl.drop_columns_if_exist(op, t.name, names, schema=t.schema)
 
 
 def include_object_for(

@@ -18,6 +18,13 @@ COMPLETE = "complete"
 STATUSES = (STREAMING, COMPLETE)
 
 ID_LENGTH = 255
+WRITER_LENGTH = 64
+MODEL_LENGTH = 255
+REASON_LENGTH = 64
+#: The largest token count an INTEGER column holds on every supported database.
+MAX_INT = 2**31 - 1
+#: The writer token of texts sent whole by a client (`ChatStore.save_partial`).
+CLIENT_WRITER = "client"
 
 # MySQL's TEXT stops at 64 KiB; a long answer needs LONGTEXT.
 LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
@@ -51,15 +58,17 @@ messages = sa.Table(
     sa.Column("role", sa.String(32), nullable=False),
     sa.Column("content", LongText, nullable=False),
     sa.Column("status", sa.String(16), nullable=False, server_default=COMPLETE),
-    sa.Column("finish_reason", sa.String(64), nullable=True),
+    sa.Column("finish_reason", sa.String(REASON_LENGTH), nullable=True),
     sa.Column("seq", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("created_at", Timestamp, nullable=False),
     # Doubles as the writer's heartbeat while the message is streaming.
     sa.Column("updated_at", Timestamp, nullable=False),
-    sa.Column("model", sa.String(255), nullable=True),
+    sa.Column("model", sa.String(MODEL_LENGTH), nullable=True),
     sa.Column("input_tokens", sa.Integer(), nullable=True),
     sa.Column("output_tokens", sa.Integer(), nullable=True),
     sa.Column("error", sa.Text(), nullable=True),
+    # The fencing token of the draft's current writer: every write is guarded by it.
+    sa.Column("writer", sa.String(WRITER_LENGTH), nullable=True),
     sa.CheckConstraint("status IN ('streaming', 'complete')", name="chatpersist_messages_status"),
     sa.Index("ix_chatpersist_messages_session", "session_id", "created_at"),
     # Not on updated_at, which every flush sets: a flush then touches no index
@@ -87,6 +96,7 @@ class Layout:
     input_tokens: sa.Column[int | None]
     output_tokens: sa.Column[int | None]
     error: sa.Column[str | None]
+    writer: sa.Column[str | None]
     #: Our own sessions table (create_session works), else None.
     sessions: sa.Table | None = None
     #: A table whose `id` a session id must exist in, and its column to touch once per draft.
@@ -141,4 +151,5 @@ class Layout:
             input_tokens=c.input_tokens,
             output_tokens=c.output_tokens,
             error=c.error,
+            writer=c.writer,
         )

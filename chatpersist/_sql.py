@@ -18,7 +18,7 @@ from ._schema import STREAMING, Layout
 
 # Bound-parameter names (prefixed so they never collide with column names).
 P_ID, P_SEQ, P_PREV, P_DELTA = "p_id", "p_seq", "p_prev", "p_delta"
-P_STATUS, P_REASON, P_NOW = "p_status", "p_reason", "p_now"
+P_STATUS, P_REASON, P_NOW, P_WRITER = "p_status", "p_reason", "p_now", "p_writer"
 P_ROWS = "p_rows"
 # Facts a writer learns along the way (model, usage, error); None keeps what is stored.
 EXTRAS = ("model", "input_tokens", "output_tokens", "error")
@@ -28,22 +28,41 @@ def extra_param(field: str) -> str:
     return f"p_x_{field}"
 
 
-def append_update(layout: Layout) -> sa.Update:
-    """Add only the new text: the row must be exactly at the previous seq.
+def held_by(layout: Layout, writer: Any) -> sa.ColumnElement[bool]:
+    """The row belongs to this writer token ('' stands for a row without one)."""
+    same: sa.ColumnElement[bool] = sa.func.coalesce(layout.writer, "") == writer
+    return same
+
+
+def _guard(layout: Layout, whole: bool) -> list[sa.ColumnElement[bool]]:
+    """Where a flush may write: this writer's row, still streaming, and at the
+    previous seq (an append) or behind the new one (a whole rewrite)."""
+    seq = (
+        layout.seq < sa.bindparam(P_SEQ) if whole else layout.seq == sa.bindparam(P_PREV)
+    )
+    return [
+        layout.id == sa.bindparam(P_ID),
+        held_by(layout, sa.bindparam(P_WRITER, type_=sa.String())),
+        layout.status == STREAMING,
+        seq,
+    ]
+
+
+def flush_update(layout: Layout, *, whole: bool = False, concat: bool = True) -> sa.Update:
+    """One flush: add the new text (`concat`) or set the text (not `concat`), with the
+    seq, status and facts. `whole` guards it as a rewrite (the row may be behind)
+    instead of an append (the row must be exactly at the previous seq).
 
     Executed with many parameter sets at once; a row that does not match (another
-    writer, a complete row, a lost write) is detected afterwards and rewritten whole.
+    writer, a complete or deleted row, a lost write) is sorted out afterwards.
     """
+    delta = sa.bindparam(P_DELTA, type_=sa.Text())
     return (
         sa.update(layout.messages)
-        .where(
-            layout.id == sa.bindparam(P_ID),
-            layout.seq == sa.bindparam(P_PREV),
-            layout.status == STREAMING,
-        )
+        .where(*_guard(layout, whole))
         .values(
             {
-                layout.content: layout.content.concat(sa.bindparam(P_DELTA, type_=sa.Text())),
+                layout.content: layout.content.concat(delta) if concat else delta,
                 layout.seq: sa.bindparam(P_SEQ),
                 layout.status: sa.bindparam(P_STATUS),
                 layout.finish_reason: sa.bindparam(P_REASON),
@@ -56,6 +75,22 @@ def append_update(layout: Layout) -> sa.Update:
                 },
             }
         )
+    )
+
+
+def append_update(layout: Layout) -> sa.Update:
+    """Add only the new text: the row must be exactly at the previous seq."""
+    return flush_update(layout)
+
+
+def piece_update(layout: Layout, *, whole: bool, concat: bool) -> sa.Update:
+    """Part of a text too large for one statement: only the text changes, under the
+    same guard as the flush that follows it in the same transaction."""
+    delta = sa.bindparam(P_DELTA, type_=sa.Text())
+    return (
+        sa.update(layout.messages)
+        .where(*_guard(layout, whole))
+        .values({layout.content: layout.content.concat(delta) if concat else delta})
     )
 
 
@@ -92,6 +127,7 @@ def append_row_types(layout: Layout) -> dict[str, Any]:
     """The per-row fields of `append_rows`, in the order the writer binds them."""
     return {
         "id": layout.id.type,
+        "writer": sa.Text(),
         "prev": layout.seq.type,
         "seq": layout.seq.type,
         "delta": sa.Text(),
@@ -110,7 +146,12 @@ def append_rows(layout: Layout) -> sa.Update:
     v = _json_rows(append_row_types(layout))
     return (
         sa.update(layout.messages)
-        .where(layout.id == v.c.id, layout.seq == v.c.prev, layout.status == STREAMING)
+        .where(
+            layout.id == v.c.id,
+            held_by(layout, v.c.writer),
+            layout.seq == v.c.prev,
+            layout.status == STREAMING,
+        )
         .values(
             {
                 layout.content: layout.content.concat(v.c.delta),
@@ -128,12 +169,22 @@ def append_rows(layout: Layout) -> sa.Update:
 
 def heartbeat_rows(layout: Layout) -> sa.Update:
     """`heartbeat_update` for many rows in one statement (PostgreSQL)."""
-    v = _json_rows({"id": layout.id.type, "seq": layout.seq.type})
+    v = _json_rows({"id": layout.id.type, "writer": sa.Text(), "seq": layout.seq.type})
     return (
         sa.update(layout.messages)
-        .where(layout.id == v.c.id, layout.seq == v.c.seq, layout.status == STREAMING)
-        .values({layout.updated_at: sa.bindparam(P_NOW)})
+        .where(
+            layout.id == v.c.id,
+            held_by(layout, v.c.writer),
+            layout.seq == v.c.seq,
+            layout.status == STREAMING,
+        )
+        .values(_beat_values(layout))
     )
+
+
+def _beat_values(layout: Layout) -> dict[Any, Any]:
+    # A beat also clears a mark that `sweep()` left while the writer was paused.
+    return {layout.updated_at: sa.bindparam(P_NOW), layout.finish_reason: None}
 
 
 # Wakes followers (chatpersist.asgi.follow): one notification per group of ids.
@@ -145,17 +196,21 @@ def heartbeat_update(layout: Layout) -> sa.Update:
         sa.update(layout.messages)
         .where(
             layout.id == sa.bindparam(P_ID),
+            held_by(layout, sa.bindparam(P_WRITER, type_=sa.String())),
             layout.seq == sa.bindparam(P_SEQ),
             layout.status == STREAMING,
         )
-        .values({layout.updated_at: sa.bindparam(P_NOW)})
+        .values(_beat_values(layout))
     )
 
 
 def full_upsert(layout: Layout, dialect: Dialect, rows: list[dict[str, Any]]) -> sa.Executable:
-    """Write whole texts for many messages in one statement, guarded by seq.
+    """Insert or write whole texts for many messages in one statement, guarded by
+    seq and by the writer token (a row held by another writer is left alone).
 
-    `rows` are keyed by column *key* of the layout's table.
+    `rows` are keyed by column *key* of the layout's table. The writer of open drafts
+    never inserts (a deleted row stays deleted); this serves texts a client sends
+    whole (`ChatStore.save_partial`).
     """
     t = layout.messages
     keys: list[sa.Column[Any]] = [
@@ -168,27 +223,29 @@ def full_upsert(layout: Layout, dialect: Dialect, rows: list[dict[str, Any]]) ->
     if name in ("sqlite", "postgresql"):
         ins = (sqlite.insert(t) if name == "sqlite" else postgresql.insert(t)).values(rows)
         ex = ins.excluded
-        set_: dict[str, Any] = {c.key: ex[c.key] for c in [*keys, layout.seq]}
+        set_: dict[str, Any] = {c.key: ex[c.key] for c in [*keys, layout.seq, layout.writer]}
         set_.update({c.key: sa.func.coalesce(ex[c.key], c) for c in layout.extras})
         return ins.on_conflict_do_update(
             index_elements=[layout.id],
             set_=set_,
             where=(layout.seq < ex[layout.seq.key])
             & (layout.status == STREAMING)
-            & (layout.session_id == ex[layout.session_id.key]),
+            & (layout.session_id == ex[layout.session_id.key])
+            & held_by(layout, sa.func.coalesce(ex[layout.writer.key], "")),
         )
     if name in ("mysql", "mariadb"):
         mins = mysql.insert(t).values(rows)
         new = mins.inserted
         # MySQL has no WHERE here, and applies the assignments left to right, each
         # seeing the ones before. So every column but status is guarded by `newer`
-        # (which reads only seq, status and session_id) and seq is set after them;
+        # (which reads seq, status, session_id and writer) and seq is set after them;
         # status comes last, guarded by "this very write landed" (seq and the
         # write's timestamp now match it).
         newer = (
             (layout.seq < new[layout.seq.key])
             & (layout.status == STREAMING)
             & (layout.session_id == new[layout.session_id.key])
+            & held_by(layout, sa.func.coalesce(new[layout.writer.key], ""))
         )
         content_cols = [c for c in keys if c is not layout.status]
         assignments: list[tuple[Any, Any]] = [
@@ -198,6 +255,10 @@ def full_upsert(layout: Layout, dialect: Dialect, rows: list[dict[str, Any]]) ->
             (c.key, sa.case((newer, sa.func.coalesce(new[c.key], c)), else_=c))
             for c in layout.extras
         ]
+        # The writer before seq: `newer` keeps its truth once the token is set.
+        assignments.append(
+            (layout.writer.key, sa.case((newer, new[layout.writer.key]), else_=layout.writer))
+        )
         assignments.append(
             (layout.seq.key, sa.case((newer, new[layout.seq.key]), else_=layout.seq))
         )

@@ -23,20 +23,14 @@ from ._audit import AuditMixin
 from ._clock import Clock, SystemClock
 from ._draft import AsyncDraft, Draft
 from ._engine import make_engine, read_tx, write_tx
-from ._errors import MessageConflict, NotMigrated, UnknownMessage, UnknownSession
+from ._errors import FlushError, MessageConflict, NotMigrated, UnknownMessage, UnknownSession
 from ._journal import Journal
-from ._message import INTERRUPTED_MARKER, Message, build_message, to_db_time
+from ._message import INTERRUPTED_MARKER, Message, build_message, ends_complete, to_db_time
 from ._retrofit import MessagesTable
-from ._schema import COMPLETE, ID_LENGTH, STREAMING, Layout
+from ._schema import CLIENT_WRITER, COMPLETE, ID_LENGTH, MAX_INT, REASON_LENGTH, STREAMING, Layout
 from ._writer import DraftState, Writer, WriterStats
 
 log = logging.getLogger("chatpersist")
-
-# finish reasons of an answer that ended as the model meant it to.
-NORMAL_FINISH_REASONS = frozenset(
-    {"stop", "length", "end_turn", "max_tokens", "stop_sequence", "tool_calls", "tool_use"}
-)
-
 
 @dataclass(frozen=True)
 class DraftOptions:
@@ -92,6 +86,10 @@ class ChatStore(AuditMixin):
         self.final_timeout = final_timeout
         self._stamp_lock = threading.Lock()
         self._last_stamp: datetime | None = None
+        # One journal file belongs to one running store: held with an OS lock.
+        self._journal = None if journal is None else Journal(journal)
+        if self._journal is not None:
+            self._journal.lock()
         self._writer = Writer(
             self.engine,
             self.layout,
@@ -99,7 +97,7 @@ class ChatStore(AuditMixin):
             # Three beats per lease: one late beat never makes a live draft look dead.
             heartbeat_seconds=lease_seconds / 3,
             sanitize=_sanitizer(self.engine.dialect.name),
-            journal=None if journal is None else Journal(journal),
+            journal=self._journal,
             spill_after=spill_after,
             retry_wait=retry_wait,
         )
@@ -120,14 +118,38 @@ class ChatStore(AuditMixin):
         return self._writer.replay()
 
     def recover_from(self, journal: str | os.PathLike[str]) -> int:
-        """Replay another journal file (e.g. one a dead process left behind)."""
-        return self._writer.replay(Journal(journal))
+        """Replay another journal file (e.g. one a dead process left behind).
+
+        Raises `NotAJournal` for a file that is not one (leaving it untouched) and
+        `JournalLocked` while a running store still owns it."""
+        if self._journal is not None and os.path.realpath(journal) == os.path.realpath(
+            self._journal.path
+        ):
+            return self.recover()
+        other = Journal(journal)
+        other.lock()
+        try:
+            return self._writer.replay(other)
+        finally:
+            other.unlock()
 
     def close(self, timeout: float | None = 10.0) -> None:
-        """Flush and end every open draft (as cancelled), then release the engine."""
-        self._writer.stop(timeout)
+        """Flush and end every open draft (as cancelled), then release the engine.
+
+        When the database is away, what cannot be written within `timeout` goes to
+        the journal; without a journal it is lost, and `FlushError` says how many
+        drafts that was. Appending to a draft after `close()` raises `StoreClosed`.
+        """
+        lost = self._writer.stop(timeout)
+        if self._journal is not None:
+            self._journal.unlock()
         if self._owns_engine:
             self.engine.dispose()
+        if lost:
+            raise FlushError(
+                f"{lost} drafts could not be written before close (the database was away "
+                "and the store has no journal)"
+            )
 
     def __enter__(self) -> ChatStore:
         return self
@@ -213,19 +235,21 @@ class ChatStore(AuditMixin):
 
         Idempotent and seq-guarded: a request whose `seq` is not newer than the stored
         one, or that comes after the message is complete, changes nothing. `done` ends
-        the answer: complete, unless `finish_reason` says it was cut (anything other
-        than a normal stop reason, e.g. "stopped" or "disconnected"). Returns whether
-        the request was applied, and the message as stored.
+        the answer: complete, unless `finish_reason` says it was cut (one of
+        `CUT_REASONS`, e.g. "stopped" or "disconnected"). A message a server-side draft
+        writes (or took over) is not the client's: the request is then not applied.
+        Returns whether the request was applied, and the message as stored.
         """
         if not isinstance(content, str):
             raise TypeError(f"content must be str, not {type(content).__name__}")
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-            raise ValueError("seq must be a positive integer")
+        if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= MAX_INT:
+            raise ValueError(f"seq must be an integer from 1 to {MAX_INT}")
+        _check_reason(finish_reason)
         _check_role(role)
         mid = self._message_id(message_id)
         L = self.layout
         status, reason = STREAMING, finish_reason if done else None
-        if done and (finish_reason or "stop") in NORMAL_FINISH_REASONS:
+        if done and ends_complete(finish_reason):
             status, reason = COMPLETE, finish_reason or "stop"
         now = self._stamp()
         row = {
@@ -238,6 +262,7 @@ class ChatStore(AuditMixin):
             L.finish_reason.key: reason,
             L.seq.key: seq,
             L.updated_at.key: now,
+            L.writer.key: CLIENT_WRITER,
             **{c.key: None for c in L.extras},
         }
         with self._tx(write=True) as conn:
@@ -346,30 +371,40 @@ class ChatStore(AuditMixin):
         L = self.layout
         mid = o.message_id
         now = self._stamp()
+        writer = uuid.uuid4().hex
         text, seq = "", 0
         with self._tx(write=True) as conn:
             self._require_session(conn, o.session_id, touch=now)
             row = None
             if mid is not None:
+                # Take over first, then read: the update locks the row, so a late
+                # flush of the old writer lands before it (and is read) or not at all.
+                conn.execute(
+                    sa.update(L.messages)
+                    .where(
+                        L.id == L.msg_key(mid),
+                        L.status == STREAMING,
+                        L.session_id == L.session_key(o.session_id),
+                    )
+                    .values(
+                        {L.writer: writer, L.seq: L.seq + 1, L.finish_reason: None,
+                         L.error: None, L.updated_at: now}
+                    )
+                )  # fmt: skip
                 row = conn.execute(
-                    sa.select(L.session_id, L.status, L.seq, L.content).where(
+                    sa.select(L.session_id, L.status, L.seq, L.content, L.writer).where(
                         L.id == L.msg_key(mid)
                     )
                 ).first()
             if row is None:
-                mid = self._insert(conn, mid, o.session_id, o.role, "", STREAMING, now)
+                mid = self._insert(conn, mid, o.session_id, o.role, "", STREAMING, now, writer)
             else:
                 assert mid is not None
                 _check_owner(mid, row[0], o.session_id)
                 if row[1] == COMPLETE:
                     raise MessageConflict(f"message {mid!r} is already complete")
-                # Resume an interrupted draft; the bumped seq fences off its old writer.
-                text, seq = row[3], row[2] + 1
-                conn.execute(
-                    sa.update(L.messages)
-                    .where(L.id == L.msg_key(mid))
-                    .values({L.seq: seq, L.finish_reason: None, L.error: None, L.updated_at: now})
-                )
+                # The new token fences off the old writer, however late it comes back.
+                text, seq = row[3], row[2]
         state = DraftState(
             message_id=mid,
             session_id=o.session_id,
@@ -378,6 +413,7 @@ class ChatStore(AuditMixin):
             every_seconds=o.every_seconds,
             committed_text=text,
             seq=seq,
+            writer=writer,
         )
         self._writer.register(state)
         return state
@@ -391,6 +427,7 @@ class ChatStore(AuditMixin):
         content: str,
         status: str,
         now: datetime,
+        writer: str | None = None,
     ) -> str:
         """Insert a message row; returns its id (made here, or by the database)."""
         L = self.layout
@@ -402,6 +439,7 @@ class ChatStore(AuditMixin):
             L.status.key: status,
             L.seq.key: 0,
             L.updated_at.key: now,
+            L.writer.key: writer,
         }
         if message_id is not None or not L.int_ids:
             message_id = message_id or _new_id()
@@ -527,6 +565,13 @@ def _check_int_id(value: object, what: str) -> str:
 def _check_role(role: object) -> None:
     if not isinstance(role, str) or not role or len(role) > 32:
         raise ValueError(f"role must be a non-empty string of at most 32 characters: {role!r}")
+
+
+def _check_reason(reason: object) -> None:
+    if reason is not None and (not isinstance(reason, str) or len(reason) > REASON_LENGTH):
+        raise ValueError(
+            f"finish_reason must be a string of at most {REASON_LENGTH} characters: {reason!r}"
+        )
 
 
 def _check_owner(message_id: str, owner: object, session_id: str) -> None:

@@ -17,7 +17,14 @@ from typing import Any, TypeVar
 
 import click
 
-from ._errors import ChatPersistError, NotMigrated, UnknownMessage, UnknownSession
+from ._errors import (
+    ChatPersistError,
+    JournalLocked,
+    NotAJournal,
+    NotMigrated,
+    UnknownMessage,
+    UnknownSession,
+)
 from ._message import Message
 from ._retrofit import MessagesTable
 from ._store import ChatStore
@@ -28,6 +35,7 @@ EXIT_USAGE = 2
 EXIT_NOT_MIGRATED = 3
 EXIT_NOT_FOUND = 4
 EXIT_PROVIDER = 5
+EXIT_JOURNAL = 6
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -187,9 +195,23 @@ def cli() -> None:
 @click.option("--table", default=None, help="Add the draft columns to this existing table.")
 @click.option("--schema", default=None, help="The table's schema (PostgreSQL).")
 def migrate(db: str | None, table: str | None, schema: str | None) -> None:
-    """Create or upgrade chatpersist's tables (or retrofit an app's messages table)."""
-    with open_store(db, table, schema) as store:
-        store.migrate()
+    """Create or upgrade chatpersist's tables (or retrofit an app's messages table).
+
+    A migration a crash left half done is finished; a line on stderr says so."""
+    import logging
+
+    class Echo(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            click.echo(record.getMessage(), err=True)
+
+    log = logging.getLogger("chatpersist")
+    echo = Echo(logging.WARNING)
+    log.addHandler(echo)
+    try:
+        with open_store(db, table, schema) as store:
+            store.migrate()
+    finally:
+        log.removeHandler(echo)
     click.echo(f"table {table!r} has its draft columns" if table else "database is up to date")
 
 
@@ -395,6 +417,25 @@ def demo(db: str | None, fast: bool) -> None:
         run_demo(f"sqlite:///{Path(tmp) / 'demo.db'}", fast=fast)
 
 
+@cli.command("fake-server")
+@click.option("--port", type=int, default=8123, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+def fake_server(port: int, host: str) -> None:
+    """Run the built-in fake OpenAI-compatible model until Ctrl-C (point any OpenAI
+    client at the URL it prints)."""
+    from .providers import FakeModelServer
+
+    try:
+        server = FakeModelServer(host=host, port=port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    click.echo(f"fake model {server.model!r} at base URL {server.base_url} (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)
+
+
 def main() -> None:
     from .providers import ProviderError
 
@@ -415,6 +456,9 @@ def main() -> None:
     except ProviderError as exc:
         click.echo(f"error: the provider refused: {exc}", err=True)
         sys.exit(EXIT_PROVIDER)
+    except (NotAJournal, JournalLocked) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_JOURNAL)
     except ChatPersistError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_ERROR)

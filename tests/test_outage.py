@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from support import OffsetClock, fresh_database, wait_until
 from tcp_proxy import TcpProxy
 
 from chatpersist import COMPLETE, ChatStore
+from chatpersist._journal import Journal
 
 SERVER_BACKENDS = ["postgresql", "mysql"]
 
@@ -132,7 +133,7 @@ def test_crash_during_outage_is_recovered_from_the_journal(server_url: str, tmp_
         proc.wait()
     finally:
         proxy.close()
-    records = [json.loads(line) for line in journal.read_text().splitlines()]
+    records = [asdict(r) for r in Journal(journal).latest()]
     newest = max(records, key=lambda r: r["seq"])
     with ChatStore(server_url) as plain:
         in_db_before = plain.get_message(mid).content

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from .._schema import MODEL_LENGTH, REASON_LENGTH
 from ._adapters import to_chunks
 from ._chunks import Finish, ModelName, TextDelta, Usage
 from ._errors import ProviderError
+
+log = logging.getLogger("chatpersist")
 
 if TYPE_CHECKING:
     from .._draft import _DraftBase
@@ -17,18 +21,25 @@ if TYPE_CHECKING:
 
 
 def feed(draft: _DraftBase, item: Any) -> str:
-    """Record one item of a stream on `draft`; returns the answer text it carried."""
+    """Record one item of a stream on `draft`; returns the answer text it carried.
+
+    A fact the database cannot hold (an odd provider's 300-character model name, a
+    token count past 2**31) is clipped or left out, never allowed to break the stream.
+    """
     text = ""
     for chunk in to_chunks(item):
         if isinstance(chunk, TextDelta):
             draft.append(chunk.text)
             text += chunk.text
         elif isinstance(chunk, Finish):
-            draft.finish_reason = chunk.reason
+            draft.finish_reason = None if chunk.reason is None else chunk.reason[:REASON_LENGTH]
         elif isinstance(chunk, ModelName):
-            draft.set_model(chunk.name)
+            draft.set_model(chunk.name[:MODEL_LENGTH])
         elif isinstance(chunk, Usage):
-            draft.set_usage(chunk.input_tokens, chunk.output_tokens)
+            try:
+                draft.set_usage(chunk.input_tokens, chunk.output_tokens)
+            except ValueError as exc:
+                log.warning("chatpersist: usage left out: %s", exc)
     return text
 
 

@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
+from chatpersist import _ddl
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -23,7 +25,15 @@ MYSQL = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 
 
 def upgrade() -> None:
-    op.create_table(
+    # Each step checks the live schema first: on MariaDB/MySQL a migration killed
+    # halfway leaves its first steps done (see chatpersist/_ddl.py).
+    with _ddl.migration(f"migration {revision}"):
+        _upgrade()
+
+
+def _upgrade() -> None:
+    _ddl.create_table_if_missing(
+        op,
         "chatpersist_sessions",
         sa.Column("id", sa.String(255), primary_key=True),
         sa.Column("title", sa.Text(), nullable=True),
@@ -31,7 +41,8 @@ def upgrade() -> None:
         sa.Column("updated_at", Timestamp, nullable=False),
         **MYSQL,
     )
-    op.create_table(
+    _ddl.create_table_if_missing(
+        op,
         "chatpersist_messages",
         sa.Column("id", sa.String(255), primary_key=True),
         sa.Column(
@@ -52,15 +63,16 @@ def upgrade() -> None:
         ),
         **MYSQL,
     )
-    op.create_index(
-        "ix_chatpersist_messages_session", "chatpersist_messages", ["session_id", "created_at"]
+    _ddl.create_index_if_missing(
+        op, "ix_chatpersist_messages_session", "chatpersist_messages", ["session_id", "created_at"]
     )
-    op.create_index(
-        "ix_chatpersist_messages_status", "chatpersist_messages", ["status", "updated_at"]
+    _ddl.create_index_if_missing(
+        op, "ix_chatpersist_messages_status", "chatpersist_messages", ["status", "updated_at"]
     )
 
 
 def downgrade() -> None:
     # The indexes go with the table (MySQL refuses to drop one a foreign key uses).
-    op.drop_table("chatpersist_messages")
-    op.drop_table("chatpersist_sessions")
+    with _ddl.migration(f"downgrade of migration {revision}"):
+        _ddl.drop_table_if_exists(op, "chatpersist_messages")
+        _ddl.drop_table_if_exists(op, "chatpersist_sessions")

@@ -10,23 +10,36 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from chatpersist import _ddl
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
 
 
+TABLE = "chatpersist_messages"
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("chatpersist_messages") as batch:
-        batch.add_column(sa.Column("model", sa.String(255), nullable=True))
-        batch.add_column(sa.Column("input_tokens", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("output_tokens", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("error", sa.Text(), nullable=True))
+    # Only the columns still missing (a run killed on MariaDB may have added some), in
+    # one batch: SQLite's batch mode.
+    with _ddl.migration(f"migration {revision}"):
+        _ddl.add_columns_if_missing(
+            op,
+            TABLE,
+            [
+                sa.Column("model", sa.String(255), nullable=True),
+                sa.Column("input_tokens", sa.Integer(), nullable=True),
+                sa.Column("output_tokens", sa.Integer(), nullable=True),
+                sa.Column("error", sa.Text(), nullable=True),
+            ],
+            batch=True,
+        )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("chatpersist_messages") as batch:
-        batch.drop_column("error")
-        batch.drop_column("output_tokens")
-        batch.drop_column("input_tokens")
-        batch.drop_column("model")
+    with _ddl.migration(f"downgrade of migration {revision}"):
+        _ddl.drop_columns_if_exist(
+            op, TABLE, ["error", "output_tokens", "input_tokens", "model"], batch=True
+        )

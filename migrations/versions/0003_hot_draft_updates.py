@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from alembic import op
 
+from chatpersist import _ddl
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -24,16 +26,25 @@ TABLE = "chatpersist_messages"
 INDEX = "ix_chatpersist_messages_status"
 
 
+OLD = ["status", "updated_at"]
+NEW = ["status"]
+
+
 def upgrade() -> None:
-    op.drop_index(INDEX, table_name=TABLE)
-    op.create_index(INDEX, TABLE, ["status"])
-    if op.get_bind().dialect.name == "postgresql":
-        # Applies to pages written from now on; existing pages keep theirs.
-        op.execute(f"ALTER TABLE {TABLE} SET (fillfactor = 70)")
+    # The new index has the old one's name: drop it only while it is the old one (a run
+    # killed on MariaDB after the create must not drop the new one).
+    with _ddl.migration(f"migration {revision}"):
+        _ddl.drop_index_if_exists(op, INDEX, TABLE, cols=OLD)
+        _ddl.create_index_if_missing(op, INDEX, TABLE, NEW)
+        if op.get_bind().dialect.name == "postgresql":
+            # Applies to pages written from now on; existing pages keep theirs.
+            # (Setting it again is harmless; PostgreSQL's DDL is transactional anyway.)
+            op.execute(f"ALTER TABLE {TABLE} SET (fillfactor = 70)")
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"ALTER TABLE {TABLE} RESET (fillfactor)")
-    op.drop_index(INDEX, table_name=TABLE)
-    op.create_index(INDEX, TABLE, ["status", "updated_at"])
+    with _ddl.migration(f"downgrade of migration {revision}"):
+        if op.get_bind().dialect.name == "postgresql":
+            op.execute(f"ALTER TABLE {TABLE} RESET (fillfactor)")
+        _ddl.drop_index_if_exists(op, INDEX, TABLE, cols=NEW)
+        _ddl.create_index_if_missing(op, INDEX, TABLE, OLD)

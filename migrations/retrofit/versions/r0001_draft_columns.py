@@ -11,6 +11,8 @@ from typing import Any
 
 from alembic import op
 
+from chatpersist import _ddl
+from chatpersist._retrofit import FIRST_DRAFT_FIELDS
 from chatpersist.retrofit import add_draft_columns, drop_draft_columns
 
 revision = "r0001"
@@ -20,8 +22,10 @@ depends_on = None
 
 
 def upgrade(table: Any) -> None:
-    add_draft_columns(op, table)
+    with _ddl.migration(f"migration {revision} on table {table.name}"):
+        add_draft_columns(op, table, fields=FIRST_DRAFT_FIELDS)
 
 
 def downgrade(table: Any) -> None:
-    drop_draft_columns(op, table)
+    with _ddl.migration(f"downgrade of migration {revision} on table {table.name}"):
+        drop_draft_columns(op, table, fields=FIRST_DRAFT_FIELDS)
