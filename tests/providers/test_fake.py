@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import select
+import signal
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
+import httpx
 import pytest
 
 from chatpersist.providers import (
@@ -85,3 +93,173 @@ def test_stops_writing_when_the_client_goes_away() -> None:
             time.sleep(0.01)
         assert fake.disconnects == 1
     assert text(got) == CANNED_ANSWER[:3]
+
+
+# The real openai SDK against the fake server: it must get the shapes the real API sends.
+
+ASK = [{"role": "user", "content": "why save drafts?"}]
+
+
+@pytest.fixture
+def sdk() -> Any:
+    return pytest.importorskip("openai")
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeModelServer]:
+    with FakeModelServer("the fake model's whole answer", chunk_chars=5, delay=0.001) as server:
+        yield server
+
+
+def client(sdk: Any, fake: FakeModelServer) -> Any:
+    return sdk.OpenAI(base_url=fake.base_url, api_key="x", max_retries=0, timeout=10)
+
+
+def test_openai_sdk_non_stream_completion(sdk: Any, fake: FakeModelServer) -> None:
+    done = client(sdk, fake).chat.completions.create(model="fake-model", messages=ASK)
+    assert isinstance(done, sdk.types.chat.ChatCompletion)
+    assert done.object == "chat.completion" and done.id.startswith("chatcmpl-")
+    assert isinstance(done.created, int) and done.model == "fake-model"
+    assert done.choices[0].message.role == "assistant"
+    assert done.choices[0].message.content == fake.answer
+    assert done.choices[0].finish_reason == "stop"
+    assert done.usage is not None and done.usage.completion_tokens > 0
+    assert done.usage.total_tokens == done.usage.prompt_tokens + done.usage.completion_tokens
+    # "stream": false says the same as no "stream" at all
+    again = client(sdk, fake).chat.completions.create(model="m", messages=ASK, stream=False)
+    assert again.choices[0].message.content == fake.answer
+
+
+def test_openai_sdk_stream_without_include_usage(sdk: Any, fake: FakeModelServer) -> None:
+    chunks = list(
+        client(sdk, fake).chat.completions.create(model="fake-model", messages=ASK, stream=True)
+    )
+    assert all(c.choices for c in chunks), "a chunk without choices[0]"
+    assert all(c.object == "chat.completion.chunk" and c.usage is None for c in chunks)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == fake.answer
+    assert [c.choices[0].finish_reason for c in chunks][-1] == "stop"
+    assert all(c.choices[0].finish_reason is None for c in chunks[:-1])
+
+
+def test_openai_sdk_stream_with_include_usage(sdk: Any, fake: FakeModelServer) -> None:
+    chunks = list(
+        client(sdk, fake).chat.completions.create(
+            model="fake-model", messages=ASK, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    last = chunks[-1]
+    assert last.choices == [] and last.usage is not None
+    assert last.usage.completion_tokens > 0
+    assert last.usage.total_tokens == last.usage.prompt_tokens + last.usage.completion_tokens
+    assert all(c.choices and c.usage is None for c in chunks[:-1])
+    assert chunks[-2].choices[0].finish_reason == "stop"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks[:-1]) == fake.answer
+
+
+def test_each_completion_has_its_own_id(sdk: Any, fake: FakeModelServer) -> None:
+    openai = client(sdk, fake)
+
+    def stream() -> list[Any]:
+        return list(
+            openai.chat.completions.create(
+                model="m", messages=ASK, stream=True, stream_options={"include_usage": True}
+            )
+        )
+
+    first, second = stream(), stream()
+    for chunks in (first, second):
+        assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-")
+        assert len({c.created for c in chunks}) == 1 and isinstance(chunks[0].created, int)
+    plain = openai.chat.completions.create(model="m", messages=ASK)
+    assert len({first[0].id, second[0].id, plain.id}) == 3
+
+
+def test_async_openai_sdk_stream(sdk: Any, fake: FakeModelServer) -> None:
+    async def run() -> list[Any]:
+        aclient = sdk.AsyncOpenAI(base_url=fake.base_url, api_key="x", max_retries=0)
+        try:
+            stream = await aclient.chat.completions.create(model="m", messages=ASK, stream=True)
+            return [c async for c in stream]
+        finally:
+            await aclient.close()
+
+    chunks = asyncio.run(run())
+    assert all(c.choices for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == fake.answer
+
+
+def test_openai_sdk_lists_and_retrieves_models(sdk: Any, fake: FakeModelServer) -> None:
+    openai = client(sdk, fake)
+    models = list(openai.models.list())
+    assert [m.id for m in models] == ["fake-model"]
+    assert models[0].object == "model" and isinstance(models[0].created, int)
+    assert models[0].owned_by
+    assert openai.models.retrieve("fake-model").id == "fake-model"
+    with pytest.raises(sdk.NotFoundError):
+        openai.models.retrieve("no-such-model")
+
+
+def test_bad_requests_get_an_openai_style_400(sdk: Any, fake: FakeModelServer) -> None:
+    openai = client(sdk, fake)
+    with pytest.raises(sdk.BadRequestError) as raised:
+        openai.post("/chat/completions", body={"model": "m"}, cast_to=object)
+    assert raised.value.status_code == 400 and raised.value.param == "messages"
+    assert raised.value.type == "invalid_request_error"
+    url = fake.base_url + "/chat/completions"
+    for body in (b"{not json", b"[1, 2]", b'{"messages": "hi"}'):
+        r = httpx.post(url, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 400, body
+        error = r.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    # the server is still up
+    done = openai.chat.completions.create(model="m", messages=ASK)
+    assert done.choices[0].message.content == fake.answer
+
+
+def test_our_client_gets_usage_only_when_it_asks() -> None:
+    no_usage = {"stream_options": {"include_usage": False}}
+    with FakeModelServer("short answer", delay=0.001) as fake:
+        asked = answer(fake, ASK)
+        not_asked = list(OpenAICompatible(fake.base_url, "m", extra_body=no_usage).stream(ASK))
+    assert fake.requests[0]["stream_options"] == {"include_usage": True}
+    assert text(asked) == "short answer" and any(isinstance(c, Usage) for c in asked)
+    assert text(not_asked) == "short answer" and Finish("stop") in not_asked
+    assert not any(isinstance(c, Usage) for c in not_asked)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_cli_fake_server_runs_until_ctrl_c(sdk: Any) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from chatpersist.cli import main; main()",
+         "fake-server", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # As a shell does for a foreground program (a background CI run ignores SIGINT).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready, "the server printed nothing"
+        line = proc.stdout.readline()
+        base_url = f"http://127.0.0.1:{port}/v1"
+        assert base_url in line, line
+        openai = sdk.OpenAI(base_url=base_url, api_key="x", max_retries=0, timeout=10)
+        done = openai.chat.completions.create(model="fake-model", messages=ASK)
+        assert done.choices[0].message.content == CANNED_ANSWER
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
