@@ -1,22 +1,28 @@
 """Starlette / FastAPI integration: answers streamed over SSE that survive the client.
 
-    streams = ChatStreams(store)                     # policy="cancel" (default) or "finish"
+    streams = ChatStreams(store, authorize=owns)     # owns(request, session_id) -> bool
     return streams.response(session_id, provider.astream(history))   # in an endpoint
     return streams.follow(message_id)                # re-attach to a live answer
-    app.add_route("/messages/{message_id}/partial", streams.save_partial_endpoint(authorize))
+    app.add_route("/messages/{message_id}/partial", streams.save_partial_endpoint())
 
 With policy "cancel" the client owns cancellation: when it disconnects, generation
 stops and the draft gets its final flush, interrupted with finish_reason
 'disconnected'. With policy "finish", generation goes on in the background and
 completes the message; a returning client follows it with `follow()`.
+
+`authorize(request, session_id)` guards every endpoint here that reads or writes a
+stored answer (`follow`, the save-partial endpoint); without one they refuse to run.
+`response()` trusts its caller: check the session before you write to it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import anyio
 from starlette.requests import Request
@@ -24,8 +30,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from ._draft import _DraftBase
-from ._errors import ChatPersistError, MessageConflict, UnknownSession
+from ._errors import ChatPersistError, MessageConflict, UnknownMessage, UnknownSession
 from ._message import Message
+from ._schema import MAX_INT, REASON_LENGTH
 from ._store import ChatStore
 from .providers import ProviderError, feed
 from .providers._pipe import _aiter
@@ -34,6 +41,10 @@ Policy = Literal["cancel", "finish"]
 Authorize = Callable[[Request, str], bool | Awaitable[bool]]
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+# Limits of the save-partial body: the columns' (a 32-bit INTEGER and a VARCHAR(64)).
+MAX_SEQ = MAX_INT
+MAX_FINISH_REASON = REASON_LENGTH
 
 
 def sse(event: str, data: dict[str, Any]) -> str:
@@ -77,17 +88,49 @@ class DraftStreamResponse(StreamingResponse):
             await self._content.aclose()  # type: ignore[attr-defined]
 
 
+class _Deferred(Response):
+    """A response chosen when it is served, from the request it answers: checks that
+    end in a 404 or 403 run before a stream sends its headers."""
+
+    def __init__(self, decide: Callable[[Request], Awaitable[Response]]) -> None:
+        super().__init__()
+        self._decide = decide
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self._decide(Request(scope, receive))
+        # Keep what a framework added to this one (FastAPI: cookies, background tasks).
+        response.raw_headers += [
+            h for h in self.raw_headers if h[0] not in (b"content-length", b"content-type")
+        ]
+        response.background = response.background or self.background
+        await response(scope, receive, send)
+
+
 class ChatStreams:
-    """SSE endpoints bound to one store: answers, re-attach, and client-held saves."""
+    """SSE endpoints bound to one store: answers, re-attach, and client-held saves.
+
+    `authorize(request, session_id)` (sync or async) says whether the request may read
+    or write that session's answers; `follow` and `save_partial_endpoint` use it (each
+    also takes one of its own). `allowed_origins` lists the origins ("https://host[:port]")
+    besides the request's own from which browsers may save partials.
+    """
 
     def __init__(
-        self, store: ChatStore, *, policy: Policy = "cancel", follow_poll: float = 0.25
+        self,
+        store: ChatStore,
+        *,
+        policy: Policy = "cancel",
+        follow_poll: float = 0.25,
+        authorize: Authorize | None = None,
+        allowed_origins: Iterable[str] = (),
     ) -> None:
         if policy not in ("cancel", "finish"):
             raise ValueError("policy must be 'cancel' or 'finish'")
         self.store = store
         self.policy: Policy = policy
         self.follow_poll = follow_poll
+        self.authorize = authorize
+        self.allowed_origins = _origins(allowed_origins)
         # Answers that outlive their client (policy "finish"): referenced until done.
         self._background: set[asyncio.Task[None]] = set()
         # Answers being generated in this process, by message id (for `stop`).
@@ -198,12 +241,24 @@ class ChatStreams:
 
     # -- re-attach --
 
-    def follow(self, message_id: str) -> StreamingResponse:
+    def follow(self, message_id: str, *, authorize: Authorize | None = None) -> Response:
         """Follow a message as it is written (another tab, another worker, policy
         "finish"): `snapshot` {text, status}, then `delta` {text} as flushes land, then
-        `end` {status, finish_reason, interrupted}."""
-        client = _Disconnect()
-        return DraftStreamResponse(self._follow_events(message_id), client)
+        `end` {status, finish_reason, interrupted}. Before the stream starts: 404 for an
+        unknown message, 403 when `authorize(request, session_id)` says no (the hook given
+        here, else the ChatStreams one; the request is the one the response answers)."""
+        check = self._hook(authorize, "follow")
+
+        async def decide(request: Request) -> Response:
+            try:
+                m = await self.store.aget_message(message_id)
+            except (UnknownMessage, ValueError):  # ValueError: not a valid id
+                return _problem(404, f"unknown message {message_id!r}")
+            if not await _allowed(check, request, m.session_id):
+                return _problem(403, "not your conversation")
+            return DraftStreamResponse(self._follow_events(message_id), _Disconnect())
+
+        return _Deferred(decide)
 
     async def _follow_events(self, message_id: str) -> AsyncIterator[str]:
         async for kind, payload in follow(self.store, message_id, poll=self.follow_poll):
@@ -211,16 +266,39 @@ class ChatStreams:
 
     # -- client-held streams --
 
+    def _hook(self, authorize: Authorize | None, what: str) -> Authorize:
+        hook = authorize or self.authorize
+        if hook is None:  # fail closed: no hook is no access, not everyone's
+            raise TypeError(f"{what} needs an authorize hook: ChatStreams(store, authorize=...)")
+        return hook
+
     def save_partial_endpoint(
-        self, authorize: Authorize, *, max_bytes: int = 2 * 1024 * 1024
+        self,
+        authorize: Authorize | None = None,
+        *,
+        max_bytes: int = 2 * 1024 * 1024,
+        allowed_origins: Iterable[str] | None = None,
     ) -> Callable[[Request], Awaitable[Response]]:
         """A PUT/POST endpoint for `/.../{message_id}/partial` taking JSON
         `{session_id, seq, content, done, finish_reason}` from a client that holds the
-        stream. Idempotent and seq-guarded (see `ChatStore.save_partial`); 403 when
-        `authorize(request, session_id)` says no, 413 past `max_bytes`."""
+        stream. Idempotent and seq-guarded (see `ChatStore.save_partial`).
+
+        Refused: 403 for an `Origin` other than the request's own or a listed one
+        (`allowed_origins`, else the ChatStreams list; no `Origin` is allowed: not a
+        browser's cross-origin request), 415 for a body not sent as `application/json`
+        (HTML forms cannot send it, so no cross-site form post gets in), 413 past
+        `max_bytes`, 400 for a malformed body, 403 when `authorize(request, session_id)`
+        (given here, else the ChatStreams one) says no."""
         store = self.store
+        check = self._hook(authorize, "save_partial_endpoint")
+        origins = self.allowed_origins if allowed_origins is None else _origins(allowed_origins)
 
         async def endpoint(request: Request) -> Response:
+            if not _origin_allowed(request, origins):
+                return _problem(403, "cross-origin request refused")
+            ctype = request.headers.get("content-type", "")
+            if ctype.split(";")[0].strip().lower() != "application/json":
+                return _problem(415, "expected content-type: application/json")
             declared = request.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > max_bytes:
                 return _problem(413, f"body larger than {max_bytes} bytes")
@@ -230,18 +308,10 @@ class ChatStreams:
                 if len(body) > max_bytes:
                     return _problem(413, f"body larger than {max_bytes} bytes")
             try:
-                data = json.loads(body)
-                session_id, seq, content = data["session_id"], data["seq"], data["content"]
-                if not isinstance(session_id, str) or not isinstance(content, str):
-                    raise TypeError("session_id and content must be strings")
-                if not isinstance(seq, int) or isinstance(seq, bool):
-                    raise TypeError("seq must be an integer")
-            except (ValueError, KeyError, TypeError) as exc:
+                session_id, seq, content, done, reason = _partial_body(body)
+            except ValueError as exc:
                 return _problem(400, f"expected JSON {{session_id, seq, content, done}}: {exc}")
-            allowed = authorize(request, session_id)
-            if not isinstance(allowed, bool):
-                allowed = await allowed
-            if not allowed:
+            if not await _allowed(check, request, session_id):
                 return _problem(403, "not your conversation")
             try:
                 applied, m = await asyncio.to_thread(
@@ -250,8 +320,8 @@ class ChatStreams:
                     request.path_params["message_id"],
                     content,
                     seq,
-                    done=bool(data.get("done")),
-                    finish_reason=data.get("finish_reason"),
+                    done=done,
+                    finish_reason=reason,
                 )
             except UnknownSession as exc:
                 return _problem(404, str(exc))
@@ -361,4 +431,76 @@ def _problem(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"error": detail}, status_code=status)
 
 
-__all__ = ["NOTIFY_CHANNEL", "ChatStreams", "DraftStreamResponse", "follow"]
+async def _allowed(authorize: Authorize, request: Request, session_id: str) -> bool:
+    allowed = authorize(request, session_id)
+    if inspect.isawaitable(allowed):
+        allowed = await allowed
+    return bool(allowed)
+
+
+def _partial_body(body: bytes) -> tuple[str, int, str, bool, str | None]:
+    """The fields of a save-partial body, checked here so that bad input is a 400,
+    not a database error (seq and finish_reason must fit their columns)."""
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ValueError("the body must be a JSON object")
+    session_id, seq, content = data.get("session_id"), data.get("seq"), data.get("content")
+    done, reason = data.get("done", False), data.get("finish_reason")
+    if not isinstance(session_id, str):
+        raise ValueError("session_id must be a string")
+    if not isinstance(content, str):
+        raise ValueError("content must be a string")
+    if type(seq) is not int or not 1 <= seq <= MAX_SEQ:  # type(): not a bool
+        raise ValueError(f"seq must be an integer from 1 to {MAX_SEQ}")
+    if not isinstance(done, bool):  # "false" would count as done
+        raise ValueError("done must be true or false")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_FINISH_REASON):
+        raise ValueError(f"finish_reason must be a string of at most {MAX_FINISH_REASON} chars")
+    return session_id, seq, content, done, reason
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(value: str) -> str | None:
+    """An origin as `scheme://host:port`, lower case, the port spelled out; None when
+    `value` is no http(s) origin (e.g. "null", sent by sandboxed pages)."""
+    try:
+        u = urlsplit(value.strip())
+        scheme, host = u.scheme.lower(), u.hostname
+        port = u.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        return None
+    if scheme not in _DEFAULT_PORTS or not host or u.path not in ("", "/"):
+        return None
+    return f"{scheme}://{host}:{port}"
+
+
+def _origins(values: Iterable[str]) -> frozenset[str]:
+    if isinstance(values, str):
+        values = [values]
+    out = set()
+    for value in values:
+        origin = _origin(value)
+        if origin is None:
+            raise ValueError(f"not an origin (scheme://host[:port]): {value!r}")
+        out.add(origin)
+    return frozenset(out)
+
+
+def _origin_allowed(request: Request, allowed: frozenset[str]) -> bool:
+    """No Origin header (not a browser's cross-origin request), the request's own
+    origin (its scheme and Host header), or a listed one."""
+    header = request.headers.get("origin")
+    if header is None:
+        return True
+    origin = _origin(header)
+    if origin is None:
+        return False
+    return origin in allowed or origin == _origin(f"{request.url.scheme}://{request.url.netloc}")
+
+
+__all__ = ["NOTIFY_CHANNEL", "Authorize", "ChatStreams", "DraftStreamResponse", "follow"]

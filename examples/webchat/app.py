@@ -4,19 +4,25 @@ the tab: FastAPI + chatpersist.asgi + one static page.
     python -m examples.webchat                       # built-in fake model, ./webchat.db
     python -m examples.webchat --policy finish       # answers finish without the client
     python -m examples.webchat --provider openai --base-url http://localhost:11434/v1 --model llama3.2
+
+Each browser gets an identity, a signed cookie, when it loads the page; every /api
+route refuses requests without one (401), and a user sees only their own sessions.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import os
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from chatpersist import ChatStore, MessageConflict, UnknownMessage, UnknownSession
@@ -24,6 +30,44 @@ from chatpersist.asgi import ChatStreams
 from chatpersist.providers import Anthropic, FakeModelServer, OpenAICompatible
 
 HERE = Path(__file__).resolve().parent
+COOKIE = "webchat_user"
+
+
+def sign(request: Request, user: str) -> str:
+    return hmac.new(request.app.state.secret, user.encode(), hashlib.sha256).hexdigest()
+
+
+def user_of(request: Request) -> str | None:
+    """The user of a request, from its "<user>.<signature>" cookie; None if anonymous."""
+    user, _, sig = request.cookies.get(COOKIE, "").partition(".")
+    if user and hmac.compare_digest(sig.encode(), sign(request, user).encode()):
+        return user
+    return None
+
+
+def current_user(request: Request) -> str:
+    user = user_of(request)
+    if user is None:
+        raise HTTPException(401, "no identity: load the page first")
+    return user
+
+
+User = Annotated[str, Depends(current_user)]
+
+
+def owns(user: str | None, session_id: str) -> bool:
+    # A real app keeps an owner column; here a session's id starts with its owner's.
+    return user is not None and session_id.startswith(f"{user}.")
+
+
+def check(user: str, session_id: str) -> None:
+    if not owns(user, session_id):
+        raise HTTPException(403, "not your conversation")
+
+
+def authorize(request: Request, session_id: str) -> bool:
+    """The hook of ChatStreams: follow and save-partial, for the session's owner only."""
+    return owns(user_of(request), session_id)
 
 
 def create_app(
@@ -34,10 +78,11 @@ def create_app(
     model: str | None = None,
     policy: str = "cancel",
     fake_delay: float = 0.05,
+    secret: str | None = None,
 ) -> FastAPI:
     state: dict[str, Any] = {}
     store = ChatStore(db_url)
-    streams = ChatStreams(store, policy=policy)  # type: ignore[arg-type]
+    streams = ChatStreams(store, policy=policy, authorize=authorize)  # type: ignore[arg-type]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,6 +105,9 @@ def create_app(
             fake.stop()
 
     app = FastAPI(lifespan=lifespan)
+    # Signs the identity cookies. A random one per process: identities reset when the
+    # server restarts, unless WEBCHAT_SECRET (or `secret`) keeps it.
+    app.state.secret = (secret or os.environ.get("WEBCHAT_SECRET") or secrets.token_hex(32)).encode()
 
     @app.exception_handler(UnknownSession)
     @app.exception_handler(UnknownMessage)
@@ -71,30 +119,51 @@ def create_app(
         return JSONResponse({"error": str(exc)}, status_code=409)
 
     @app.get("/")
-    async def index() -> FileResponse:
-        return FileResponse(HERE / "index.html")
+    async def index(request: Request) -> FileResponse:
+        page = FileResponse(HERE / "index.html")
+        if user_of(request) is None:  # a new browser: give it an identity
+            user = secrets.token_hex(16)
+            page.set_cookie(
+                COOKIE, f"{user}.{sign(request, user)}", max_age=400 * 86400, httponly=True,
+                samesite="lax", secure=request.url.scheme == "https",
+            )  # fmt: skip
+        return page
 
     @app.get("/chatpersist.js")
     async def helper_js() -> Response:
         js = resources.files("chatpersist") / "static" / "chatpersist.js"
         return Response(js.read_text(), media_type="text/javascript")
 
-    @app.get("/api/sessions")
-    async def sessions() -> list[dict[str, Any]]:
-        return [s.to_dict() for s in store.sessions()]
+    # Every route under /api needs an identity (401 without one).
+    api = APIRouter(prefix="/api", dependencies=[Depends(current_user)])
 
-    @app.post("/api/sessions")
-    async def new_session(request: Request) -> dict[str, str]:
-        body = await request.json() if await request.body() else {}
-        return {"id": store.create_session(body.get("title") or "New chat")}
+    async def json_object(request: Request) -> dict[str, Any]:
+        try:
+            body = await request.json() if await request.body() else {}
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise HTTPException(400, "expected a JSON object")
+        return body
 
-    @app.get("/api/sessions/{session_id}/messages")
-    async def messages(session_id: str) -> list[dict[str, Any]]:
+    @api.get("/sessions")
+    async def sessions(user: User) -> list[dict[str, Any]]:
+        return [s.to_dict() for s in store.sessions() if owns(user, s.id)]
+
+    @api.post("/sessions")
+    async def new_session(request: Request, user: User) -> dict[str, str]:
+        title = (await json_object(request)).get("title") or "New chat"
+        return {"id": store.create_session(str(title), session_id=f"{user}.{secrets.token_hex(8)}")}
+
+    @api.get("/sessions/{session_id}/messages")
+    async def messages(session_id: str, user: User) -> list[dict[str, Any]]:
+        check(user, session_id)
         return [m.to_dict() for m in store.history(session_id)]
 
-    @app.post("/api/sessions/{session_id}/messages")
-    async def send(session_id: str, request: Request) -> Response:
-        text = str((await request.json()).get("text") or "").strip()
+    @api.post("/sessions/{session_id}/messages")
+    async def send(session_id: str, request: Request, user: User) -> Response:
+        check(user, session_id)
+        text = str((await json_object(request)).get("text") or "").strip()
         if not text:
             raise HTTPException(400, "empty message")
         store.add_message(session_id, "user", text)
@@ -105,31 +174,29 @@ def create_app(
             policy=chosen if chosen in ("cancel", "finish") else None,  # type: ignore[arg-type]
         )  # fmt: skip
 
-    @app.post("/api/messages/{message_id}/continue")
-    async def continue_(message_id: str) -> Response:
+    @api.post("/messages/{message_id}/continue")
+    async def continue_(message_id: str, user: User) -> Response:
         m = store.get_message(message_id)
+        check(user, m.session_id)
         p = state["provider"]
         msgs = store.continuation(message_id, prefill=getattr(p, "prefill", False))
         return streams.response(m.session_id, p.astream(msgs), message_id=message_id)
 
-    @app.post("/api/messages/{message_id}/stop")
-    async def stop(message_id: str) -> dict[str, bool]:
+    @api.post("/messages/{message_id}/stop")
+    async def stop(message_id: str, user: User) -> dict[str, bool]:
+        check(user, store.get_message(message_id).session_id)
         return {"stopped": streams.stop(message_id)}
 
-    @app.get("/api/messages/{message_id}/follow")
+    @api.get("/messages/{message_id}/follow")
     async def follow(message_id: str) -> Response:
-        store.get_message(message_id)  # 404 before the stream starts
-        return streams.follow(message_id)
+        return streams.follow(message_id)  # 404, 403 (authorize) before the stream starts
 
-    def authorize(request: Request, session_id: str) -> bool:
-        # A real app checks that the logged-in user owns the session.
-        return request.headers.get("x-user", "me") == "me"
-
-    app.add_api_route(
-        "/api/messages/{message_id}/partial",
-        streams.save_partial_endpoint(authorize),
+    api.add_api_route(
+        "/messages/{message_id}/partial",
+        streams.save_partial_endpoint(),  # JSON only, same origin, authorize
         methods=["PUT", "POST"],
     )
+    app.include_router(api)
     return app
 
 

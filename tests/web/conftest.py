@@ -31,7 +31,8 @@ def webchat(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         deadline = time.monotonic() + 20
         while True:
             try:
-                httpx.get(server.url + "/api/sessions", timeout=1).raise_for_status()
+                page = httpx.get(server.url + "/", timeout=1).raise_for_status()
+                server.cookies = dict(page.cookies)  # the API needs an identity
                 return server
             except httpx.HTTPError:
                 if time.monotonic() > deadline or proc.poll() is not None:

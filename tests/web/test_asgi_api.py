@@ -53,7 +53,7 @@ def test_save_partial_api(store: ChatStore) -> None:
             assert r.status_code == 403
             r = await put({"session_id": sid, "seq": 9, "content": "x" * 2000})
             assert r.status_code == 413
-            r = await http.put("/m/c1/partial", content=b"{not json", headers=alice)
+            r = await http.put("/m/c1/partial", content=b"{not json", headers={**alice, "content-type": "application/json"})
             assert r.status_code == 400
             r = await put({"session_id": other, "seq": 9, "content": "hijack"})
             assert r.status_code == 409

@@ -18,7 +18,7 @@ from chatpersist.providers import CANNED_ANSWER
 
 
 def new_session(server: Server) -> str:
-    return str(httpx.post(server.url + "/api/sessions", json={}).json()["id"])
+    return str(httpx.post(server.url + "/api/sessions", json={}, cookies=server.cookies).json()["id"])
 
 
 def deltas(lines: list[str]) -> tuple[str | None, str]:
@@ -40,8 +40,9 @@ def ask_and_hang_up(server: Server, sid: str, words: int) -> tuple[str | None, s
     """Send a message, read the answer until `words` words arrived, then hang up."""
     lines: list[str] = []
     with httpx.stream(
-        "POST", f"{server.url}/api/sessions/{sid}/messages", json={"text": "hi"}
-    ) as r:
+        "POST", f"{server.url}/api/sessions/{sid}/messages", json={"text": "hi"},
+        cookies=server.cookies,
+    ) as r:  # fmt: skip
         for line in r.iter_lines():
             lines.append(line)
             if line.startswith("data: ") and deltas(lines)[1].count(" ") >= words:
@@ -75,8 +76,9 @@ def test_sigterm_mid_answer_flushes_before_exit(webchat: Callable[..., Server]) 
     lines: list[str] = []
     try:
         with httpx.stream(
-            "POST", f"{server.url}/api/sessions/{sid}/messages", json={"text": "hi"}
-        ) as r:
+            "POST", f"{server.url}/api/sessions/{sid}/messages", json={"text": "hi"},
+            cookies=server.cookies,
+        ) as r:  # fmt: skip
             for line in r.iter_lines():
                 lines.append(line)
                 if deltas(lines)[1].count(" ") == 8:
@@ -117,7 +119,9 @@ def test_100_clients_30_hang_up(webchat: Callable[..., Server]) -> None:
 
     async def run() -> list[tuple[str, str, bool]]:
         limits = httpx.Limits(max_connections=200)
-        async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http:
+        async with httpx.AsyncClient(
+            base_url=server.url, timeout=60, limits=limits, cookies=server.cookies
+        ) as http:
             return await asyncio.gather(*(client(i, http) for i in range(100)))
 
     results = asyncio.run(run())
@@ -147,7 +151,8 @@ def test_policy_finish_and_reattach(webchat: Callable[..., Server]) -> None:
     mid, _ = ask_and_hang_up(server, sid, 5)
     # Another client (the user coming back) follows the answer still being written.
     events: list[tuple[str, dict[str, object]]] = []
-    with httpx.stream("GET", f"{server.url}/api/messages/{mid}/follow", timeout=30) as r:
+    follow = f"{server.url}/api/messages/{mid}/follow"
+    with httpx.stream("GET", follow, timeout=30, cookies=server.cookies) as r:
         event = ""
         for line in r.iter_lines():
             if line.startswith("event: "):

@@ -21,3 +21,4 @@ class Server:
         self.port = port
         self.db = db
         self.url = f"http://127.0.0.1:{port}"
+        self.cookies: dict[str, str] = {}  # the identity the page gives (set on start)
