@@ -369,7 +369,53 @@ class Journal:
                 head = f.read(len(HEADER))
         except FileNotFoundError:
             return
+        if head.startswith(b'{"message_id": ') and self._upgrade_v0():
+            return
         _check_head(self.path, HEADER, head)
+
+    def _upgrade_v0(self) -> bool:
+        """Rewrite a journal of chatpersist 0.1 (one JSON object a line, no header) in
+        this format, keeping the original beside it (`<path>.v0`). False when the file
+        is not such a journal after all (then it is left as it is)."""
+        with self._mutex, open(self.path, "rb") as f:
+            lines = f.read().split(b"\n")
+        records: list[Record] = []
+        bad: list[bytes] = []
+        for line in lines:
+            if not line:
+                continue
+            try:
+                # Checked as a current record is (field types, timestamp).
+                records.append(decode_record(encode_record(Record(**json.loads(line)))[:-1]))
+            except (ValueError, TypeError, RecursionError):
+                bad.append(line)
+        if not records:
+            return False  # a file that merely looks like one: not ours to touch
+        backup = self.path.with_name(self.path.name + ".v0")
+        with open(backup, "wb") as g:
+            g.write(b"\n".join(lines))
+            g.flush()
+            os.fsync(g.fileno())
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".", suffix=".tmp")
+        with os.fdopen(fd, "wb") as g:
+            g.write(HEADER + b"".join(encode_record(r) for r in records))
+            g.flush()
+            os.fsync(g.fileno())
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path.parent)
+        for raw in bad:  # a torn last line of the old format, most likely
+            _append_file(
+                self.quarantine_path, QUARANTINE_HEADER, self._entry("torn 0.1 record", None, raw)
+            )
+            self.quarantined += 1
+        log.warning(
+            "chatpersist: %s was a chatpersist 0.1 journal: rewritten in the current format "
+            "(%d records; the original kept as %s)",
+            self.path,
+            len(records),
+            backup,
+        )
+        return True
 
     def _scan(self, f: IO[bytes], upto: int | None) -> tuple[list[Record], list[_Bad]]:
         """The records and bad lines after the header (those that start before `upto`)."""

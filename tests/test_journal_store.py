@@ -217,3 +217,29 @@ def test_a_full_disk_keeps_the_draft_in_memory(
     expected = "before the cut " + "".join(f"w{i} " for i in range(20))
     assert (m.content, m.status) == (expected, COMPLETE)
     wait_until(lambda: journal.stat().st_size == 0, what="journal replayed")
+
+
+def test_a_journal_of_the_previous_release_is_still_replayed(
+    store: ChatStore, db_url: str, tmp_path: Path
+) -> None:
+    # 0.1 wrote one JSON object a line, without header; a crash during an outage may
+    # have left one behind an upgrade.
+    import json
+
+    sid = store.create_session()
+    with store.draft(sid, message_id="old") as d:
+        d.append("in the database ")
+        d.stop()
+    L = store.layout
+    with store.engine.begin() as conn:  # as 0.1 left its rows: no writer token
+        conn.execute(sa.update(L.messages).values({L.writer: None}))
+    old = {"message_id": "old", "session_id": sid, "role": "assistant",
+           "content": "in the database and the journal", "seq": 7, "status": "streaming",
+           "finish_reason": "cancelled", "extras": {}, "written_at": "2026-01-01T00:00:00"}  # fmt: skip
+    journal = tmp_path / "drafts.jsonl"
+    original = (json.dumps(old) + "\n" + '{"message_id": "torn", "sess').encode()
+    journal.write_bytes(original)
+    assert store.recover_from(journal) == 1
+    assert store.get_message("old").content == "in the database and the journal"
+    assert Path(str(journal) + ".v0").read_bytes() == original
+    assert "torn" in Path(str(journal) + ".quarantine").read_text()
