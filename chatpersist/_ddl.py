@@ -25,7 +25,9 @@ from ._errors import ChatPersistError
 
 log = logging.getLogger("chatpersist")
 
-_PLURAL = {"table": "tables", "column": "columns", "index": "indexes"}
+_PLURAL = {
+    "table": "tables", "column": "columns", "index": "indexes", "foreign key": "foreign keys"
+}  # fmt: skip
 
 
 class _Migration:

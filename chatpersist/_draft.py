@@ -29,10 +29,32 @@ def end_state(
         if not ends_complete(finish_reason):
             return STREAMING, finish_reason
         return COMPLETE, finish_reason or "stop"
+    if is_disconnect(exc_type):
+        return STREAMING, "disconnected"
     # KeyboardInterrupt, GeneratorExit, asyncio cancellation, SystemExit.
     if not issubclass(exc_type, Exception):
         return STREAMING, "cancelled"
     return STREAMING, "error"
+
+
+# How transports say the client went away; matched by name, so that none of them has to
+# be installed: Starlette's WebSocketDisconnect and ClientDisconnect, anyio's closed and
+# broken streams (and EndOfStream), websockets' ConnectionClosed, aiohttp's
+# ClientConnectionResetError.
+_DISCONNECTS = frozenset(
+    {
+        "WebSocketDisconnect", "ClientDisconnect", "BrokenResourceError",
+        "ClosedResourceError", "EndOfStream", "ConnectionClosed", "ConnectionClosedError",
+        "ConnectionClosedOK", "ClientConnectionResetError",
+    }
+)  # fmt: skip
+
+
+def is_disconnect(exc_type: type[BaseException]) -> bool:
+    """Whether an exception says the client went away (any transport), not a fault."""
+    if issubclass(exc_type, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+        return True
+    return any(t.__name__ in _DISCONNECTS for t in exc_type.__mro__)
 
 
 class _DraftBase:
@@ -136,10 +158,15 @@ class _DraftBase:
             raise RuntimeError("the draft is not open: use it in a `with` block")
         return self._state
 
-    def _end(self, exc_type: type[BaseException] | None) -> DraftState:
+    def _end(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None = None
+    ) -> DraftState:
         state = self._opened()
         self._ended = True
         status, reason = end_state(exc_type, self._stop_reason, self.finish_reason)
+        if exc is not None and isinstance(exc, Exception) and "error" not in state.extras:
+            # Why it ended, e.g. "WebSocketDisconnect: 1001" or the app's own error.
+            self.set_error(f"{type(exc).__name__}: {exc}".rstrip(": "))
         self._writer.finish(state, status, reason)
         return state
 
@@ -157,7 +184,7 @@ class Draft(_DraftBase):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        state = self._end(exc_type)
+        state = self._end(exc_type, exc)
         self._writer.wait(state, self._store.final_timeout)
 
     def flush(self, timeout: float | None = None) -> None:
@@ -178,7 +205,7 @@ class AsyncDraft(_DraftBase):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        state = self._end(exc_type)
+        state = self._end(exc_type, exc)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
 

@@ -15,22 +15,31 @@ _CONFIGURED = "_chatpersist_sqlite_configured"
 
 
 def make_engine(url_or_engine: str | sa.URL | Engine, *, busy_timeout: float = 30.0) -> Engine:
+    """chatpersist's engine: from a URL, or beside an app's engine.
+
+    An app's engine is never changed. On PostgreSQL and MySQL it is used as it is (we
+    add nothing to it). On SQLite our writers need transactions that begin with
+    `BEGIN IMMEDIATE`, which takes listeners that would change how every one of the
+    app's transactions begins: chatpersist opens its own engine on the same file.
+    """
     if isinstance(url_or_engine, Engine):
-        engine = url_or_engine
+        if url_or_engine.dialect.name != "sqlite":
+            return url_or_engine
+        url = url_or_engine.url
     else:
         try:
             url = sa.make_url(url_or_engine)
         except sa.exc.ArgumentError as exc:
             raise ValueError(f"not a database URL: {url_or_engine!r}") from exc
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
-        if url.get_backend_name() == "sqlite":
-            if url.database in (None, "", ":memory:") or "mode=memory" in str(url):
-                raise ValueError(
-                    "an in-memory SQLite database is private to one connection, but the "
-                    "background writer needs its own: use a file, e.g. sqlite:///chat.db"
-                )
-            kwargs = {"connect_args": {"check_same_thread": False, "timeout": busy_timeout}}
-        engine = sa.create_engine(url, **kwargs)
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.get_backend_name() == "sqlite":
+        if url.database in (None, "", ":memory:") or "mode=memory" in str(url):
+            raise ValueError(
+                "an in-memory SQLite database is private to one connection, but the "
+                "background writer needs its own: use a file, e.g. sqlite:///chat.db"
+            )
+        kwargs = {"connect_args": {"check_same_thread": False, "timeout": busy_timeout}}
+    engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, busy_timeout)
     return engine

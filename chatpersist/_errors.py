@@ -24,11 +24,25 @@ class MessageConflict(ChatPersistError, ValueError):
 
 
 class NotMigrated(ChatPersistError):
-    def __init__(self, detail: str) -> None:
-        super().__init__(
-            f"the database has no chatpersist schema ({detail}); "
-            "run `chatpersist migrate --db URL` or `store.migrate()` first"
-        )
+    """The tables (or the draft columns of an app's table) are missing or behind."""
+
+    def __init__(self, detail: str, table: str | None = None) -> None:
+        if table is None:
+            fix = "run `chatpersist migrate --db URL` or `store.migrate()` first"
+            what = "the database has no chatpersist schema"
+        else:
+            fix = (
+                f"run `chatpersist migrate --db URL --table {table}` (or your "
+                "`module:MESSAGES` definition) or `store.migrate()` first, or "
+                "`add_draft_columns(op, ...)` in your own alembic history"
+            )
+            what = f"table {table!r} lacks chatpersist's draft columns"
+        super().__init__(f"{what} ({detail}); {fix}")
+        self.table = table
+
+
+class TableMismatch(ChatPersistError, ValueError):
+    """An app's table does not match its `MessagesTable` (the message says how to fix it)."""
 
 
 class FlushError(ChatPersistError):

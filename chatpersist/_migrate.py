@@ -82,3 +82,52 @@ def missing(engine: Engine, layout: Layout) -> str | None:
     if lacking:
         return f"table {t.name!r} lacks the columns {', '.join(lacking)}"
     return None
+
+
+def mismatch(engine: Engine, table: MessagesTable) -> str | None:
+    """How an app's table differs from its `MessagesTable` in ways that make writes fail
+    (integer ids declared as strings or the other way round), or None."""
+    inspector = sa.inspect(engine)
+    if not inspector.has_table(table.name, schema=table.schema):
+        return None
+    types = {c["name"]: c["type"] for c in inspector.get_columns(table.name, schema=table.schema)}
+    for logical, declared in (("id", table.int_ids), ("session_id", table.int_session_ids)):
+        name = table.column(logical)
+        if name not in types:
+            continue
+        is_int = isinstance(types[name], sa.Integer)
+        if is_int != declared:
+            flag = "int_ids" if logical == "id" else "int_session_ids"
+            return (
+                f"column {table.name}.{name} holds {'integers' if is_int else 'strings'}: "
+                f"use MessagesTable({table.name!r}, ..., {flag}={is_int})"
+            )
+    return None
+
+
+def loose_id_collation(engine: Engine, table: MessagesTable) -> str | None:
+    """On MariaDB / MySQL, a warning when the app's message id column compares ids
+    loosely ("A" = "a", "x" = "x "): two ids the app tells apart would be one row."""
+    from ._schema import exact_collation, is_exact
+
+    if engine.dialect.name not in ("mysql", "mariadb") or table.int_ids:
+        return None
+    name = table.column("id")
+    with engine.connect() as conn:
+        collation = conn.execute(
+            sa.text(
+                "SELECT COLLATION_NAME FROM information_schema.COLUMNS WHERE "
+                "TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :t "
+                "AND COLUMN_NAME = :c"
+            ),
+            {"schema": table.schema, "t": table.name, "c": name},
+        ).scalar()
+        exact = exact_collation(conn)
+    if is_exact(collation):
+        return None
+    return (
+        f"{table.name}.{name} has collation {collation}: ids that differ only in case, "
+        f"accents or trailing spaces are the same row there; to compare them exactly: "
+        f"ALTER TABLE {table.name} MODIFY {name} VARCHAR(...) CHARACTER SET utf8mb4 "
+        f"COLLATE {exact} NOT NULL"
+    )

@@ -111,7 +111,9 @@ class MessagesTable:
     `created_at`; `created_at` may map to None: history is then ordered by id) and for
     the draft columns the migration adds (see `DRAFT_COLUMNS`). `reuse` lists draft
     fields that map onto columns the app already has (e.g. an `updated_at` to use as the
-    heartbeat): the migration neither adds nor drops them. `insert_defaults` gives values
+    heartbeat; named by `columns`, else by the field's name, e.g. `reuse={"updated_at"}`
+    uses the app's `updated_at`): the migration neither adds nor drops them.
+    `insert_defaults` gives values
     (or callables) for the app's NOT NULL columns chatpersist does not know.
     """
 
@@ -148,6 +150,8 @@ class MessagesTable:
 
     def column(self, logical: str) -> str | None:
         default = HOST_COLUMNS.get(logical) or DRAFT_COLUMNS[logical]
+        if logical in self.reuse:
+            default = logical  # an app's own column: by the field's plain name
         return self.columns.get(logical, default)
 
     def added_columns(self, fields: Iterable[str] | None = None) -> list[sa.Column[Any]]:

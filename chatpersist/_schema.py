@@ -33,6 +33,21 @@ Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"
 
 MYSQL_TABLE_ARGS: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 
+
+def exact_collation(conn: Any) -> str:
+    """The binary, no-pad collation of utf8mb4 on this MariaDB / MySQL server: ids are
+    compared as the bytes they are ("a" != "A", "cafe" != "café", "x" != "x ")."""
+    version = str(conn.exec_driver_sql("SELECT VERSION()").scalar() or "")
+    if "mariadb" in version.lower():
+        return "utf8mb4_nopad_bin"
+    major = int(version.split(".")[0] or 0) if version[:1].isdigit() else 0
+    return "utf8mb4_0900_bin" if major >= 8 else "utf8mb4_bin"
+
+
+def is_exact(collation: str | None) -> bool:
+    """Whether a column's collation compares ids exactly (binary, no padding)."""
+    return collation is None or collation in ("utf8mb4_nopad_bin", "utf8mb4_0900_bin", "binary")
+
 metadata = sa.MetaData()
 
 sessions = sa.Table(

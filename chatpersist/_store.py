@@ -23,7 +23,14 @@ from ._audit import AuditMixin
 from ._clock import Clock, SystemClock
 from ._draft import AsyncDraft, Draft
 from ._engine import make_engine, read_tx, write_tx
-from ._errors import FlushError, MessageConflict, NotMigrated, UnknownMessage, UnknownSession
+from ._errors import (
+    FlushError,
+    MessageConflict,
+    NotMigrated,
+    TableMismatch,
+    UnknownMessage,
+    UnknownSession,
+)
 from ._journal import Journal
 from ._message import INTERRUPTED_MARKER, Message, build_message, ends_complete, to_db_time
 from ._retrofit import MessagesTable
@@ -73,8 +80,10 @@ class ChatStore(AuditMixin):
         _check_intervals(every_chunks, every_seconds)
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
+        #: chatpersist's engine: the app's own on PostgreSQL / MySQL, a separate one on
+        #: the same SQLite file (see `make_engine`).
         self.engine = make_engine(url_or_engine)
-        self._owns_engine = not isinstance(url_or_engine, Engine)
+        self._owns_engine = self.engine is not url_or_engine
         #: Where messages live: chatpersist's own tables, or the app's (see `MessagesTable`).
         self.table = MessagesTable(table) if isinstance(table, str) else table
         self.layout = Layout.default() if self.table is None else self.table.layout()
@@ -112,6 +121,10 @@ class ChatStore(AuditMixin):
     def migrate(self, revision: str = "head") -> None:
         """Create or upgrade chatpersist's tables, or add the draft columns to the app's."""
         _migrate.upgrade(self.engine, revision, self.table)
+        if self.table is not None:
+            loose = _migrate.loose_id_collation(self.engine, self.table)
+            if loose:
+                log.warning("chatpersist: %s", loose)
 
     def recover(self) -> int:
         """Replay the journal into the database now; returns how many messages it held."""
@@ -536,10 +549,14 @@ class ChatStore(AuditMixin):
         try:
             with write_tx(self.engine) if write else read_tx(self.engine) as conn:
                 yield conn
-        except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+        except sa.exc.DBAPIError as exc:
             problem = _migrate.missing(self.engine, self.layout)
             if problem:
-                raise NotMigrated(problem) from exc
+                raise NotMigrated(problem, None if self.table is None else self.table.name) from exc
+            if self.table is not None:
+                wrong = _migrate.mismatch(self.engine, self.table)
+                if wrong:
+                    raise TableMismatch(wrong) from exc
             raise
 
 
@@ -552,6 +569,8 @@ def _check_id(value: object, what: str) -> str:
         raise TypeError(f"{what} must be str, not {type(value).__name__}")
     if not value or len(value) > ID_LENGTH:
         raise ValueError(f"{what} must be 1 to {ID_LENGTH} characters long")
+    if "\x00" in value:
+        raise ValueError(f"{what} must not contain NUL characters: {value!r}")
     return value
 
 

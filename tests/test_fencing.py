@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -105,8 +106,7 @@ def test_writer_paused_past_its_lease_never_touches_the_row_again(
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "open"
         wait_until(lambda: len(store.get_message("paused").content) > 50, what="first flushes")
-        os.kill(proc.pid, signal.SIGSTOP)
-        time.sleep(0.3)
+        _stop_between_transactions(proc, store, "paused")
         before = store.get_message("paused").content
         later = ChatStore(db_url, clock=OffsetClock(31))
         try:
@@ -123,6 +123,31 @@ def test_writer_paused_past_its_lease_never_touches_the_row_again(
     finally:
         proc.kill()
         proc.wait()
+
+
+def _stop_between_transactions(proc: subprocess.Popen[str], store: ChatStore, mid: str) -> None:
+    """SIGSTOP the writer, but not inside a flush: a process frozen while it holds the
+    row's lock would (rightly) make the takeover wait for it."""
+    L = store.layout
+    for _ in range(200):
+        os.kill(proc.pid, signal.SIGSTOP)
+        time.sleep(0.05)
+        try:
+            if store.engine.dialect.name == "sqlite":
+                raw = sqlite3.connect(store.engine.url.database or "", timeout=0)
+                try:
+                    raw.execute("BEGIN IMMEDIATE")
+                finally:
+                    raw.close()
+                return
+            with store.engine.connect() as conn:
+                conn.execute(sa.select(L.id).where(L.id == mid).with_for_update(nowait=True)).all()
+                conn.rollback()
+                return
+        except (sa.exc.DBAPIError, sqlite3.OperationalError):
+            os.kill(proc.pid, signal.SIGCONT)
+            time.sleep(0.01)
+    raise AssertionError("never caught the writer between two transactions")
 
 
 def test_save_partial_cannot_overwrite_a_server_draft(store: ChatStore) -> None:

@@ -30,7 +30,7 @@ from support import MYSQL_URL, fresh_database
 from chatpersist import MessagesTable, _migrate
 from chatpersist.cli import cli
 
-OURS = ["0001", "0002", "0003", "0004"]
+OURS = ["0001", "0002", "0003", "0004", "0005"]
 RETROFIT = ["r0001", "r0002"]
 KINDS = ["ours", "retrofit"]
 DDL = re.compile(r"^\s*(CREATE|ALTER|DROP)\b", re.IGNORECASE)
@@ -148,7 +148,9 @@ def test_upgrade_finishes_a_half_done_revision(db_url: str, kind: str) -> None:
         assert clean["version"] == revs[-1]
         cases = 0
         for prev, rev in zip(["base", *revs[:-1]], revs, strict=True):
-            assert steps[rev], f"{rev} ran no DDL"
+            if not steps[rev]:
+                assert rev == "0005" and engine.dialect.name != "mysql", f"{rev} ran no DDL"
+                continue  # 0005 is for MariaDB / MySQL only
             for k in range(1, len(steps[rev]) + 1):
                 _migrate.downgrade(engine, prev, table)
                 run_by_hand(engine, steps[rev][:k])

@@ -1,0 +1,64 @@
+"""A client that goes away is recorded the same way whatever it streamed over."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from starlette.requests import ClientDisconnect
+from starlette.websockets import WebSocketDisconnect
+
+from chatpersist import ChatStore
+
+GONE = [
+    WebSocketDisconnect(1001, "going away"),
+    ClientDisconnect(),
+    anyio.BrokenResourceError(),
+    anyio.ClosedResourceError(),
+    anyio.EndOfStream(),
+    ConnectionResetError(104, "Connection reset by peer"),
+    BrokenPipeError(32, "Broken pipe"),
+]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("exc", GONE, ids=lambda e: type(e).__name__)
+def test_every_transport_disconnect_is_disconnected_with_its_text(
+    store: ChatStore, exc: BaseException
+) -> None:
+    sid = store.create_session()
+    d = store.draft(sid)
+    with pytest.raises(type(exc)), d:
+        d.append("partial ")
+        raise exc
+    m = store.get_message(d.message_id)
+    assert (m.content, m.finish_reason, m.interrupted) == ("partial ", "disconnected", True)
+    assert m.error is not None and m.error.startswith(type(exc).__name__)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_an_app_error_keeps_its_text_too(store: ChatStore) -> None:
+    sid = store.create_session()
+    d = store.draft(sid)
+    with pytest.raises(KeyError), d:
+        d.append("partial ")
+        raise KeyError("choices")
+    m = store.get_message(d.message_id)
+    assert (m.finish_reason, m.error) == ("error", "KeyError: 'choices'")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_async_drafts_too(store: ChatStore) -> None:
+    import asyncio
+
+    sid = store.create_session()
+
+    async def run() -> str:
+        d = store.draft_async(sid)
+        with pytest.raises(WebSocketDisconnect):
+            async with d:
+                d.append("x")
+                raise WebSocketDisconnect(1006)
+        return d.message_id
+
+    m = store.get_message(asyncio.run(run()))
+    assert (m.finish_reason, m.error) == ("disconnected", "WebSocketDisconnect: 1006")
