@@ -207,7 +207,7 @@ def test_clear_errors_and_exit_codes(tmp_path: Path) -> None:
     run = cli("continue", "x", "--db", empty)
     assert run.returncode == 2 and "--base-url" in run.stderr
     run = cli("migrate", "--db", empty, "--table", "messages; DROP TABLE x")
-    assert run.returncode == 1 and "plain SQL identifier" in run.stderr
+    assert run.returncode == 2 and "plain SQL identifier" in run.stderr
 
 
 def test_a_provider_that_refuses(tmp_path: Path) -> None:
@@ -229,3 +229,87 @@ def test_a_provider_that_refuses(tmp_path: Path) -> None:
         server.close()
     assert run.returncode == 5
     assert "401" in run.stderr and "Incorrect API key provided" in run.stderr
+
+
+APP_DB = """
+from chatpersist.retrofit import MessagesTable
+
+MESSAGES = MessagesTable("chat_messages", columns={"session_id": "conversation_id"})
+"""
+
+
+def test_table_import_path_from_the_current_directory(tmp_path: Path) -> None:
+    """As the installed `chatpersist` script runs (the current directory is not on
+    sys.path by itself: `python -P`), `--table myapp.db:MESSAGES` finds the app's
+    module in the current directory, as uvicorn finds an app."""
+    import sqlalchemy as sa
+
+    import chatpersist
+
+    url = f"sqlite:///{tmp_path}/app.db"
+    engine = sa.create_engine(url)
+    sa.Table(
+        "chat_messages", sa.MetaData(),
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("conversation_id", sa.String(64)), sa.Column("role", sa.String(16)),
+        sa.Column("content", sa.Text()), sa.Column("created_at", sa.DateTime()),
+    ).create(engine)  # fmt: skip
+    engine.dispose()
+    (tmp_path / "myapp_cli").mkdir()
+    (tmp_path / "myapp_cli" / "__init__.py").write_text("")
+    (tmp_path / "myapp_cli" / "db.py").write_text(APP_DB)
+    source_root = str(Path(chatpersist.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": source_root}
+    entry = [sys.executable, "-P", "-c", "from chatpersist.cli import main; main()"]
+    for args in (["migrate"], ["sessions", "--json"]):
+        run = subprocess.run(
+            [*entry, *args, "--db", url, "--table", "myapp_cli.db:MESSAGES"],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+    run = subprocess.run(
+        [*entry, "migrate", "--db", url, "--table", "myapp_cli.db:MESSAGES"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert run.returncode == 2 and "no module named 'myapp_cli'" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def on_a_terminal(*args: str) -> str:
+    """The CLI's stdout when it is a terminal."""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([*CLI, *args], stdout=slave, stderr=subprocess.DEVNULL)
+    finally:
+        os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert proc.wait(timeout=120) == 0
+    return out.decode()
+
+
+def test_csv_on_a_terminal_escapes_control_characters(url: str) -> None:
+    title = "t\x1b]0;owned\x07\x1b[2J\x9b1m"
+    with ChatStore(url) as store:
+        sid = store.create_session(title)
+        with store.draft(sid) as d:
+            d.append(f"=cmd {title}")
+            d.stop("disconnected")
+    for args in (["sessions", "--csv"], ["audit", "export", "-", "--format", "csv"]):
+        shown = on_a_terminal(*args, "--db", url)
+        assert "t\\x1b]0;owned\\x07\\x1b[2J\\u009b1m" in shown
+        assert not any(c in shown for c in "\x1b\x07\x9b"), repr(shown)
+    # piped, the text stays as it is (but for the quote that keeps it from being a formula)
+    rows = list(csv.DictReader(io.StringIO(cli("sessions", "--csv", "--db", url).stdout)))
+    assert rows[0]["title"] == title
+    rows = list(csv.DictReader(io.StringIO(cli("audit", "export", "-", "--db", url,
+                                               "--format", "csv").stdout)))  # fmt: skip
+    assert rows[0]["content"] == f"'=cmd {title}"
