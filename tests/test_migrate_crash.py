@@ -215,7 +215,7 @@ def test_upgrade_refuses_a_foreign_column_of_the_same_name(db_url: str) -> None:
 # short and spreads the delays over the migration rather than over imports. The parent
 # only kills a child it has not reaped yet: never another process.
 ZYGOTE = """
-import json, os, signal, sys, time
+import json, os, signal, sys, time, traceback
 import alembic.command, alembic.config, pymysql, sqlalchemy.dialects.mysql.pymysql
 from chatpersist.cli import main
 print("ready", flush=True)
@@ -224,12 +224,23 @@ for line in sys.stdin:
     t0 = time.monotonic()
     pid = os.fork()
     if pid == 0:
-        fd = os.open(job["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        sys.argv = ["chatpersist", *job["args"]]
-        main()
-        sys.exit(0)
+        # The child must never go back to this loop (it shares stdin): _exit, always.
+        code = 1
+        try:
+            fd = os.open(job["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            sys.argv = ["chatpersist", *job["args"]]
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
     if job["kill_after"] is not None:
         time.sleep(max(0.0, t0 + job["kill_after"] - time.monotonic()))
         if os.waitpid(pid, os.WNOHANG)[0] == 0:
