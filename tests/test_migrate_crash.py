@@ -241,11 +241,14 @@ for line in sys.stdin:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
+    reaped, status = 0, 0
     if job["kill_after"] is not None:
         time.sleep(max(0.0, t0 + job["kill_after"] - time.monotonic()))
-        if os.waitpid(pid, os.WNOHANG)[0] == 0:
+        reaped, status = os.waitpid(pid, os.WNOHANG)  # reaps it if it has ended
+        if reaped == 0:
             os.kill(pid, signal.SIGKILL)
-    status = os.waitpid(pid, 0)[1]
+    if reaped == 0:
+        status = os.waitpid(pid, 0)[1]
     print("exit", os.waitstatus_to_exitcode(status), flush=True)
 """
 
