@@ -92,9 +92,13 @@ class AuditMixin:
         def _select(self) -> sa.Select[*tuple[Any, ...]]: ...
         def _to_message(self, row: sa.Row[*tuple[Any, ...]], now: datetime) -> Message: ...
         def get_message(self, message_id: str | int) -> Message: ...
-        def history(self, session_id: str) -> list[Message]: ...
+        def history(self, session_id: str | int) -> list[Message]: ...
         def history_for_model(
-            self, session_id: str, *, interrupted: Any = "keep", before: str | None = None
+            self,
+            session_id: str | int,
+            *,
+            interrupted: Any = "keep",
+            before: str | int | None = None,
         ) -> list[dict[str, str]]: ...
         def draft(self, session_id: str, message_id: str | int | None = None) -> Draft: ...
 
@@ -103,7 +107,7 @@ class AuditMixin:
         L = self.layout
         by_session: dict[str, list[Message]] = {}
         for m in self._messages(None):
-            by_session.setdefault(m.session_id, []).append(m)
+            by_session.setdefault(str(m.session_id), []).append(m)
         infos: dict[str, SessionInfo] = {}
         if L.sessions is not None:
             with self._tx() as conn:

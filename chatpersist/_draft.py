@@ -50,6 +50,15 @@ _DISCONNECTS = frozenset(
 )  # fmt: skip
 
 
+def _describe(exc: BaseException) -> str:
+    """An exception as stored in `error`: its type and text, or a websocket's close code
+    and reason (`WebSocketDisconnect` has no text of its own)."""
+    detail = str(exc) or " ".join(
+        str(v) for v in (getattr(exc, "code", None), getattr(exc, "reason", None)) if v
+    )
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
 def is_disconnect(exc_type: type[BaseException]) -> bool:
     """Whether an exception says the client went away (any transport), not a fault."""
     if issubclass(exc_type, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
@@ -166,7 +175,7 @@ class _DraftBase:
         status, reason = end_state(exc_type, self._stop_reason, self.finish_reason)
         if exc is not None and isinstance(exc, Exception) and "error" not in state.extras:
             # Why it ended, e.g. "WebSocketDisconnect: 1001" or the app's own error.
-            self.set_error(f"{type(exc).__name__}: {exc}".rstrip(": "))
+            self.set_error(_describe(exc))
         self._writer.finish(state, status, reason)
         return state
 

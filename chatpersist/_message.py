@@ -29,8 +29,11 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Message:
-    id: str
-    session_id: str
+    """A stored message as the loader returns it. `id` and `session_id` come in the
+    app's own type: `str`, or `int` for a table with integer ids (`int_ids`)."""
+
+    id: str | int
+    session_id: str | int
     role: str
     content: str
     status: str
@@ -86,8 +89,8 @@ def to_db_time(value: datetime) -> datetime:
 
 def build_message(
     *,
-    id: str,
-    session_id: str,
+    id: str | int,
+    session_id: str | int,
     role: str,
     content: str,
     status: str,

@@ -290,7 +290,7 @@ class ChatStore(AuditMixin):
 
     def draft(
         self,
-        session_id: str,
+        session_id: str | int,
         message_id: str | int | None = None,
         role: str = "assistant",
         every_chunks: int | None = None,
@@ -301,7 +301,7 @@ class ChatStore(AuditMixin):
 
     def draft_async(
         self,
-        session_id: str,
+        session_id: str | int,
         message_id: str | int | None = None,
         role: str = "assistant",
         every_chunks: int | None = None,
@@ -327,23 +327,24 @@ class ChatStore(AuditMixin):
         """`get_message` without blocking the event loop."""
         return await asyncio.to_thread(self.get_message, message_id)
 
-    def history(self, session_id: str) -> list[Message]:
+    def history(self, session_id: str | int) -> list[Message]:
         """The session's messages, oldest first; drafts marked `live` or `interrupted`."""
         L = self.layout
+        sid = self._session_id(session_id)
         with self._tx() as conn:
-            self._require_session(conn, session_id)
+            self._require_session(conn, sid)
             rows = conn.execute(
-                self._select().where(L.session_id == L.session_key(session_id)).order_by(*L.order())
+                self._select().where(L.session_id == L.session_key(sid)).order_by(*L.order())
             ).all()
         now = self.clock.now()
         return [self._to_message(r, now) for r in rows]
 
     def history_for_model(
         self,
-        session_id: str,
+        session_id: str | int,
         *,
         interrupted: Literal["keep", "drop"] = "keep",
-        before: str | None = None,
+        before: str | int | None = None,
     ) -> list[dict[str, str]]:
         """History to send back to a model: live drafts left out, interrupted ones by choice.
 
@@ -355,7 +356,7 @@ class ChatStore(AuditMixin):
             raise ValueError("interrupted must be 'keep' or 'drop'")
         out = []
         for m in self.history(session_id):
-            if m.id == before:
+            if str(m.id) == str(before):
                 break
             if m.live or (m.interrupted and (interrupted == "drop" or not m.content)):
                 continue
@@ -366,7 +367,7 @@ class ChatStore(AuditMixin):
 
     def _options(
         self,
-        session_id: str,
+        session_id: str | int,
         message_id: str | int | None,
         role: str,
         every_chunks: int | None,
@@ -513,8 +514,8 @@ class ChatStore(AuditMixin):
 
     def _to_message(self, row: sa.Row[*tuple[Any, ...]], now: datetime) -> Message:
         return build_message(
-            id=str(row[0]),
-            session_id=str(row[1]),
+            id=row[0] if self.layout.int_ids else str(row[0]),
+            session_id=row[1] if self.layout.int_session_ids else str(row[1]),
             role=row[2],
             content=row[3],
             status=row[4],

@@ -254,7 +254,7 @@ class ChatStreams:
                 m = await self.store.aget_message(message_id)
             except (UnknownMessage, ValueError):  # ValueError: not a valid id
                 return _problem(404, f"unknown message {message_id!r}")
-            if not await _allowed(check, request, m.session_id):
+            if not await _allowed(check, request, str(m.session_id)):
                 return _problem(403, "not your conversation")
             return DraftStreamResponse(self._follow_events(message_id), _Disconnect())
 

@@ -62,3 +62,17 @@ def test_async_drafts_too(store: ChatStore) -> None:
 
     m = store.get_message(asyncio.run(run()))
     assert (m.finish_reason, m.error) == ("disconnected", "WebSocketDisconnect: 1006")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_websocket_close_code_is_kept(store: ChatStore) -> None:
+    class Bare(WebSocketDisconnect):
+        def __str__(self) -> str:  # as under uvicorn: no text of its own
+            return ""
+
+    sid = store.create_session()
+    d = store.draft(sid)
+    with pytest.raises(WebSocketDisconnect), d:
+        d.append("x")
+        raise Bare(1001, "going away")
+    assert store.get_message(d.message_id).error == "Bare: 1001 going away"

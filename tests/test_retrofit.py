@@ -177,7 +177,7 @@ def test_integer_id_table(db_url: str) -> None:
         assert int(d.message_id) > 1000  # chosen by the database
         hist = store.history(42)
         assert [m.content for m in hist][-1] == "cut by an error"
-        assert hist[-1].interrupted and hist[-1].session_id == "42"
+        assert hist[-1].interrupted and hist[-1].session_id == 42  # the app's own type
         with store.draft(42) as d2:
             d2.append("complete answer")
         assert store.get_message(int(d2.message_id)).status == COMPLETE

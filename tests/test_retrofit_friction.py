@@ -65,3 +65,18 @@ def test_reuse_needs_no_column_mapping(db_url: str) -> None:
         (datetime.fromisoformat(str(beat)) - datetime.now(UTC).replace(tzinfo=None)).total_seconds()
     ) < 60
     engine.dispose()
+
+
+def test_integer_ids_come_back_as_integers(db_url: str) -> None:
+    engine = sa.create_engine(db_url)
+    _table(engine, int_ids=True)
+    table = MessagesTable("messages", int_ids=True, int_session_ids=True)
+    with ChatStore(engine, table=table) as store:
+        store.migrate()
+        with store.draft(7) as d:
+            d.append("x")
+        (m,) = store.history(7)
+        assert (m.id, m.session_id) == (int(d.message_id), 7)
+        assert type(m.id) is int and type(m.session_id) is int
+        assert store.get_message(m.id).id == m.id
+    engine.dispose()
