@@ -1,0 +1,1 @@
+"""A websocket chat app, before and after adopting chatpersist (see README.md)."""
