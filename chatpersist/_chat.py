@@ -34,6 +34,7 @@ def run_chat(store: ChatStore, provider: Any, session_id: str | None = None) -> 
 
 def answer(store: ChatStore, provider: Any, session_id: str) -> None:
     """Stream one answer into a draft; Ctrl-C stops it as the user's Stop."""
+    from .cli import safe
     from .providers import ProviderError, feed
 
     stream = provider.stream(store.history_for_model(session_id))
@@ -41,7 +42,7 @@ def answer(store: ChatStore, provider: Any, session_id: str) -> None:
     with store.draft(session_id) as d:
         try:
             for item in stream:
-                click.echo(feed(d, item), nl=False)
+                click.echo(safe(feed(d, item)), nl=False)
         except KeyboardInterrupt:
             d.stop("stopped")
             click.echo(
@@ -50,7 +51,7 @@ def answer(store: ChatStore, provider: Any, session_id: str) -> None:
         except ProviderError as exc:
             d.set_error(str(exc))
             d.stop("provider_error")
-            click.echo(click.style(f"\n[provider error: {exc}]", fg="red"), nl=False)
+            click.echo(click.style(f"\n[provider error: {safe(str(exc))}]", fg="red"), nl=False)
         finally:
             stream.close()
     click.echo()

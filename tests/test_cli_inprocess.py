@@ -389,3 +389,25 @@ def test_csv_cells_are_not_formulas(sqlite_url: str, isolated: Path) -> None:
     # JSON keeps the text as it is
     lines = run("audit", "export", "-", "--db", sqlite_url).stdout.splitlines()
     assert sorted(json.loads(x)["content"] for x in lines) == sorted(FORMULAS)
+
+
+def test_chat_escapes_control_characters_of_a_streamed_answer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chatpersist._chat import answer
+    from chatpersist.providers import FakeModelServer, OpenAICompatible
+
+    store = ChatStore(f"sqlite:///{tmp_path}/chat.db")
+    try:
+        store.migrate()
+        sid = store.create_session()
+        store.add_message(sid, "user", "colours?")
+        with FakeModelServer("red \x1b[31m text \x9b2J", chunk_chars=3, delay=0) as fake:
+            answer(store, OpenAICompatible(fake.base_url, "m"), sid)
+        out = capsys.readouterr().out
+        assert "\x1b" not in out and "\x9b" not in out
+        assert "\\x1b[31m" in out and "\\u009b2J" in out
+        m = store.history(sid)[-1]
+        assert m.content == "red \x1b[31m text \x9b2J"  # stored exactly
+    finally:
+        store.close()
