@@ -549,6 +549,7 @@ class Writer:
         records = journal.latest()
         now = to_db_time(self._clock.now())
         applied = 0
+        kept = True
         for rec in records:
             try:
                 with write_tx(self._engine) as conn:
@@ -560,13 +561,14 @@ class Writer:
                         self._to_replay = True  # the database is away still: later
                     raise
                 log.error("chatpersist: journal record of %r refused: %s", rec.message_id, exc)
-                _quarantine(journal, rec, f"refused: {_short(exc)}")
+                kept &= _quarantine(journal, rec, f"refused: {_short(exc)}")
                 continue
             if verdict == "deleted":
                 log.info("chatpersist: journal record of %r: the message is gone", rec.message_id)
-                _quarantine(journal, rec, "the message was deleted")
+                kept &= _quarantine(journal, rec, "the message was deleted")
             applied += verdict == "landed"
-        journal.clear(size)
+        if kept:  # else the journal keeps them all until their quarantine can be written
+            journal.clear(size)
         self.stats.replayed += applied
         return len(records)
 
@@ -910,10 +912,14 @@ def _refusal(exc: BaseException) -> bool:
     return bool(args) and args[0] in _MYSQL_REFUSALS
 
 
-def _quarantine(journal: Journal, rec: Record, reason: str) -> None:
-    put = getattr(journal, "quarantine", None)
-    if put is not None:
-        put(rec, reason)
+def _quarantine(journal: Journal, rec: Record, reason: str) -> bool:
+    """Set a record aside; False (logged) when the quarantine file cannot be written."""
+    try:
+        journal.quarantine(rec, reason)
+    except OSError as exc:
+        log.error("chatpersist: cannot quarantine the record of %r: %s", rec.message_id, exc)
+        return False
+    return True
 
 
 def _short(exc: BaseException) -> str:
