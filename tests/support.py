@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -20,6 +26,40 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0, what: str = "co
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.01)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen[Any], what: str) -> httpx.Response:
+    """The first successful GET of `url` from a server process that is starting."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return httpx.get(url, timeout=1).raise_for_status()
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{what} did not start") from None
+            time.sleep(0.1)
+
+
+def changed_lines(before: Path, after: Path) -> list[str]:
+    """The non-blank lines an example's retrofit adds (+) or removes (-), leaving out
+    its docstring's run command (the one line that names the migration)."""
+    diff = difflib.unified_diff(
+        before.read_text().splitlines(), after.read_text().splitlines(), lineterm="", n=0
+    )
+    return [
+        line
+        for line in diff
+        if line[:1] in "+-"
+        and not line.startswith(("+++", "---"))
+        and line[1:].strip()
+        and "migrat" not in line
+    ]
 
 
 class OffsetClock(SystemClock):

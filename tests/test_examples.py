@@ -3,11 +3,12 @@ and the change between them stays small."""
 
 from __future__ import annotations
 
-import difflib
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from support import changed_lines
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "retrofit"
 
@@ -30,16 +31,7 @@ def test_before_loses_the_answer_after_keeps_it(tmp_path: Path) -> None:
 
 
 def test_the_change_is_at_most_ten_lines_besides_the_migration() -> None:
-    a = (EXAMPLE / "before.py").read_text().splitlines()
-    b = (EXAMPLE / "after.py").read_text().splitlines()
-    changed = [
-        line
-        for line in difflib.unified_diff(a, b, lineterm="", n=0)
-        if line[:1] in "+-"
-        and not line.startswith(("+++", "---"))
-        and line[1:].strip()
-        and "migrat" not in line
-    ]
+    changed = changed_lines(EXAMPLE / "before.py", EXAMPLE / "after.py")
     added = [x for x in changed if x.startswith("+")]
     removed = [x for x in changed if x.startswith("-")]
     assert len(added) <= 10 and len(removed) <= 10, changed

@@ -4,16 +4,13 @@ killed server are kept, and the change to the app stays small."""
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +22,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from support import OffsetClock, wait_until
+from support import OffsetClock, changed_lines, free_port, wait_http, wait_until
 
 from chatpersist import COMPLETE, STREAMING, ChatStore, Message
 from chatpersist.providers import CANNED_ANSWER, FakeModelServer
@@ -103,12 +100,6 @@ def test_app_alembic_history_adds_the_draft_columns(
 # -- the app under a real uvicorn ---------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class App:
     def __init__(self, proc: subprocess.Popen[bytes], port: int, db: str) -> None:
         self.proc, self.port, self.db = proc, port, db
@@ -140,15 +131,8 @@ def start_app(db: str) -> Iterator[Callable[..., App]]:
         )  # fmt: skip
         app = App(proc, port, db)
         apps.append(app)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(app.url + "/openapi.json", timeout=1).raise_for_status()
-                return app
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the example app did not start") from None
-                time.sleep(0.1)
+        wait_http(app.url + "/openapi.json", proc, "the example app")
+        return app
 
     yield start
     for a in apps:
@@ -282,19 +266,10 @@ def test_readme_cli_command_prints_the_interrupted_answer(db: str) -> None:
 def test_the_change_is_small() -> None:
     """before.py -> after.py, besides the table definition (models.py, shared) and the
     migration (alembic/versions/0002_chatpersist.py)."""
-    a = (EXAMPLE / "before.py").read_text().splitlines()
-    b = (EXAMPLE / "after.py").read_text().splitlines()
-    changed = [
-        line
-        for line in difflib.unified_diff(a, b, lineterm="", n=0)
-        if line[:1] in "+-"
-        and not line.startswith(("+++", "---"))
-        and line[1:].strip()
-        and "migrat" not in line  # the docstring's run command
-    ]
+    changed = changed_lines(EXAMPLE / "before.py", EXAMPLE / "after.py")
     added = [x for x in changed if x.startswith("+")]
     removed = [x for x in changed if x.startswith("-")]
     assert len(added) <= 12 and len(removed) <= 12, changed
     readme = (EXAMPLE / "README.md").read_text()
     assert all(line[1:] in readme for line in changed)  # the README shows the current diff
-    assert "ChatStore" not in "\n".join(a)
+    assert "ChatStore" not in (EXAMPLE / "before.py").read_text()

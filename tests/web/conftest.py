@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from support import wait_http
 from webserver import ROOT, Server, free_port
 
 
@@ -28,16 +27,9 @@ def webchat(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         )  # fmt: skip
         server = Server(proc, port, db)
         servers.append(server)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                page = httpx.get(server.url + "/", timeout=1).raise_for_status()
-                server.cookies = dict(page.cookies)  # the API needs an identity
-                return server
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the webchat server did not start") from None
-                time.sleep(0.1)
+        page = wait_http(server.url + "/", proc, "the webchat server")
+        server.cookies = dict(page.cookies)  # the API needs an identity
+        return server
 
     yield start
     for s in servers:
