@@ -25,6 +25,7 @@ CRASH_RUNS = int(os.environ.get("CHATPERSIST_CRASH_RUNS", "100"))
 WRITER = Path(__file__).with_name("crash_writer.py")
 
 
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_sigkill_at_random_moments(kind: str, tmp_path: Path) -> None:
     for url in fresh_database(kind, tmp_path):

@@ -40,6 +40,12 @@ CANNED_ANSWER = (
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
+    def server_activate(self) -> None:
+        super().server_activate()
+        # A client that resets its connection between select() and accept() would leave
+        # a blocking accept() waiting forever, and stop() with it: never block there.
+        self.socket.setblocking(False)
+
 
 class _HTTPServerV6(_HTTPServer):
     address_family = socket.AF_INET6

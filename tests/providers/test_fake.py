@@ -111,12 +111,16 @@ def fake() -> Iterator[FakeModelServer]:
         yield server
 
 
-def client(sdk: Any, fake: FakeModelServer) -> Any:
-    return sdk.OpenAI(base_url=fake.base_url, api_key="x", max_retries=0, timeout=10)
+@pytest.fixture
+def client(sdk: Any, fake: FakeModelServer) -> Iterator[Any]:
+    """The real OpenAI client on the fake server (closed after the test, so no
+    keep-alive connection outlives it)."""
+    with sdk.OpenAI(base_url=fake.base_url, api_key="x", max_retries=0, timeout=10) as c:
+        yield c
 
 
-def test_openai_sdk_non_stream_completion(sdk: Any, fake: FakeModelServer) -> None:
-    done = client(sdk, fake).chat.completions.create(model="fake-model", messages=ASK)
+def test_openai_sdk_non_stream_completion(sdk: Any, fake: FakeModelServer, client: Any) -> None:
+    done = client.chat.completions.create(model="fake-model", messages=ASK)
     assert isinstance(done, sdk.types.chat.ChatCompletion)
     assert done.object == "chat.completion" and done.id.startswith("chatcmpl-")
     assert isinstance(done.created, int) and done.model == "fake-model"
@@ -126,13 +130,13 @@ def test_openai_sdk_non_stream_completion(sdk: Any, fake: FakeModelServer) -> No
     assert done.usage is not None and done.usage.completion_tokens > 0
     assert done.usage.total_tokens == done.usage.prompt_tokens + done.usage.completion_tokens
     # "stream": false says the same as no "stream" at all
-    again = client(sdk, fake).chat.completions.create(model="m", messages=ASK, stream=False)
+    again = client.chat.completions.create(model="m", messages=ASK, stream=False)
     assert again.choices[0].message.content == fake.answer
 
 
-def test_openai_sdk_stream_without_include_usage(sdk: Any, fake: FakeModelServer) -> None:
+def test_openai_sdk_stream_without_include_usage(fake: FakeModelServer, client: Any) -> None:
     chunks = list(
-        client(sdk, fake).chat.completions.create(model="fake-model", messages=ASK, stream=True)
+        client.chat.completions.create(model="fake-model", messages=ASK, stream=True)
     )
     assert all(c.choices for c in chunks), "a chunk without choices[0]"
     assert all(c.object == "chat.completion.chunk" and c.usage is None for c in chunks)
@@ -142,9 +146,9 @@ def test_openai_sdk_stream_without_include_usage(sdk: Any, fake: FakeModelServer
     assert all(c.choices[0].finish_reason is None for c in chunks[:-1])
 
 
-def test_openai_sdk_stream_with_include_usage(sdk: Any, fake: FakeModelServer) -> None:
+def test_openai_sdk_stream_with_include_usage(fake: FakeModelServer, client: Any) -> None:
     chunks = list(
-        client(sdk, fake).chat.completions.create(
+        client.chat.completions.create(
             model="fake-model", messages=ASK, stream=True, stream_options={"include_usage": True}
         )
     )
@@ -157,8 +161,8 @@ def test_openai_sdk_stream_with_include_usage(sdk: Any, fake: FakeModelServer) -
     assert "".join(c.choices[0].delta.content or "" for c in chunks[:-1]) == fake.answer
 
 
-def test_each_completion_has_its_own_id(sdk: Any, fake: FakeModelServer) -> None:
-    openai = client(sdk, fake)
+def test_each_completion_has_its_own_id(client: Any) -> None:
+    openai = client
 
     def stream() -> list[Any]:
         return list(
@@ -189,8 +193,8 @@ def test_async_openai_sdk_stream(sdk: Any, fake: FakeModelServer) -> None:
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == fake.answer
 
 
-def test_openai_sdk_lists_and_retrieves_models(sdk: Any, fake: FakeModelServer) -> None:
-    openai = client(sdk, fake)
+def test_openai_sdk_lists_and_retrieves_models(sdk: Any, client: Any) -> None:
+    openai = client
     models = list(openai.models.list())
     assert [m.id for m in models] == ["fake-model"]
     assert models[0].object == "model" and isinstance(models[0].created, int)
@@ -200,8 +204,10 @@ def test_openai_sdk_lists_and_retrieves_models(sdk: Any, fake: FakeModelServer) 
         openai.models.retrieve("no-such-model")
 
 
-def test_bad_requests_get_an_openai_style_400(sdk: Any, fake: FakeModelServer) -> None:
-    openai = client(sdk, fake)
+def test_bad_requests_get_an_openai_style_400(
+    sdk: Any, fake: FakeModelServer, client: Any
+) -> None:
+    openai = client
     with pytest.raises(sdk.BadRequestError) as raised:
         openai.post("/chat/completions", body={"model": "m"}, cast_to=object)
     assert raised.value.status_code == 400 and raised.value.param == "messages"
