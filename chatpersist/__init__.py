@@ -3,19 +3,29 @@
 Drafts are flushed to the database every N chunks or T seconds while an answer
 streams, and once more however the stream ends; the history loader shows drafts
 nobody is writing any more as interrupted.
+
+The core lives here; around it: `chatpersist.providers` (streaming from models),
+`chatpersist.recovery` (continue or regenerate an interrupted answer),
+`chatpersist.asgi` (HTTP endpoints), `chatpersist.retrofit` (an app's own tables and
+migrations), `chatpersist.testing` (clocks for tests) and `chatpersist.cli`.
 """
 
+from ._async_store import AsyncChatStore
 from ._audit import ABANDONED, SessionInfo, StatRow
-from ._clock import Clock, ManualClock, SystemClock
+from ._clock import Clock, SystemClock
 from ._draft import AsyncDraft, Draft
 from ._errors import (
     ChatPersistError,
+    DraftNotOpen,
     FlushError,
     JournalLocked,
     MessageConflict,
+    MigrationsMissing,
+    NoSessionsTable,
     NotAJournal,
     NotMigrated,
     StoreClosed,
+    TableMismatch,
     UnknownMessage,
     UnknownSession,
 )
@@ -23,7 +33,6 @@ from ._message import CUT_REASONS, INTERRUPTED_MARKER, Message
 from ._retrofit import MessagesTable, SessionsTable
 from ._schema import COMPLETE, STREAMING
 from ._store import ChatStore
-from ._writer import WriterStats
 
 __version__ = "0.1.0"
 
@@ -33,26 +42,29 @@ __all__ = [
     "CUT_REASONS",
     "INTERRUPTED_MARKER",
     "STREAMING",
-    "SessionInfo",
-    "SessionsTable",
-    "StatRow",
+    "AsyncChatStore",
     "AsyncDraft",
     "ChatPersistError",
     "ChatStore",
     "Clock",
     "Draft",
+    "DraftNotOpen",
     "FlushError",
     "JournalLocked",
-    "ManualClock",
     "Message",
     "MessageConflict",
     "MessagesTable",
+    "MigrationsMissing",
+    "NoSessionsTable",
     "NotAJournal",
     "NotMigrated",
+    "SessionInfo",
+    "SessionsTable",
+    "StatRow",
     "StoreClosed",
     "SystemClock",
+    "TableMismatch",
     "UnknownMessage",
     "UnknownSession",
-    "WriterStats",
     "__version__",
 ]

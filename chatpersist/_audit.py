@@ -4,31 +4,24 @@ sessions, audit, sweep, continue and regenerate commands."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from ._errors import MessageConflict
 from ._message import Message, to_db_time
-from ._schema import COMPLETE, STREAMING
+from ._schema import STREAMING
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from ._clock import Clock
-    from ._draft import Draft
+    from ._loader import Loader
     from ._schema import Layout
-    from .providers import Provider
 
 #: finish_reason `sweep` gives drafts whose writer is gone.
 ABANDONED = "abandoned"
-CONTINUE_INSTRUCTION = (
-    "Continue your previous answer exactly where it stopped. Do not repeat anything "
-    "you already wrote and do not comment on the interruption."
-)
 
 
 @dataclass(frozen=True)
@@ -41,6 +34,7 @@ class SessionInfo:
     interrupted: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The session as plain JSON-ready values."""
         return {
             "id": self.id,
             "title": self.title,
@@ -61,9 +55,11 @@ class StatRow:
 
     @property
     def rate(self) -> float:
+        """The share of answers that were interrupted (0.0 without answers)."""
         return self.interrupted / self.answers if self.answers else 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The row as plain JSON-ready values."""
         return {
             "day": self.day,
             "model": self.model,
@@ -81,26 +77,17 @@ def _cutoff(since: timedelta | datetime | None, now: datetime) -> datetime | Non
 
 
 class AuditMixin:
-    """Methods of `ChatStore` for operators: listing, counting, sweeping, recovering."""
+    """Methods of `ChatStore` for operators: listing, counting, sweeping."""
 
     if TYPE_CHECKING:  # what the mixin uses of ChatStore
         layout: Layout
         clock: Clock
         lease_seconds: float
+        loader: Loader
 
         def _tx(self, write: bool = False) -> AbstractContextManager[sa.Connection]: ...
-        def _select(self) -> sa.Select[*tuple[Any, ...]]: ...
-        def _to_message(self, row: sa.Row[*tuple[Any, ...]], now: datetime) -> Message: ...
         def get_message(self, message_id: str | int) -> Message: ...
         def history(self, session_id: str | int) -> list[Message]: ...
-        def history_for_model(
-            self,
-            session_id: str | int,
-            *,
-            interrupted: Any = "keep",
-            before: str | int | None = None,
-        ) -> list[dict[str, str]]: ...
-        def draft(self, session_id: str, message_id: str | int | None = None) -> Draft: ...
 
     def sessions(self, limit: int | None = None) -> list[SessionInfo]:
         """Sessions, most recently active first, with message and interruption counts."""
@@ -185,86 +172,11 @@ class AuditMixin:
             )
         return int(result.rowcount or 0)
 
-    def continue_answer(
-        self,
-        message_id: str,
-        provider: Provider,
-        *,
-        on_text: Callable[[str], object] | None = None,
-    ) -> Message:
-        """Continue an interrupted answer with `provider`: the new text is appended to
-        the same message, which ends complete."""
-        target = self._recoverable(message_id)
-        messages = self.continuation(message_id, prefill=bool(getattr(provider, "prefill", False)))
-        return self._stream_to(target, provider.stream(messages), on_text)
-
-    def continuation(self, message_id: str, *, prefill: bool = False) -> list[dict[str, str]]:
-        """The messages that ask a model to continue an interrupted answer. With
-        `prefill` (Anthropic), the partial answer is the assistant turn the model
-        extends (without trailing whitespace, which the API refuses); otherwise it is
-        followed by an instruction to continue exactly where it stopped."""
-        target = self._recoverable(message_id)
-        history = self.history_for_model(target.session_id, before=target.id)
-        if prefill:
-            return [*history, {"role": "assistant", "content": target.content.rstrip()}]
-        return [
-            *history,
-            {"role": "assistant", "content": target.content},
-            {"role": "user", "content": CONTINUE_INSTRUCTION},
-        ]
-
-    def regenerate(
-        self,
-        message_id: str,
-        provider: Provider,
-        *,
-        on_text: Callable[[str], object] | None = None,
-    ) -> Message:
-        """Answer again in place: the same message (same id, same position) gets a
-        fresh answer to the history before it."""
-        L = self.layout
-        target = self.get_message(message_id)
-        if target.live:
-            raise MessageConflict(f"message {message_id!r} is still being written")
-        with self._tx(write=True) as conn:
-            conn.execute(
-                sa.update(L.messages)
-                .where(L.id == L.msg_key(message_id))
-                .values(
-                    {L.content: "", L.status: STREAMING, L.finish_reason: "regenerating",
-                     L.error: None, L.seq: L.seq + 1}
-                )
-            )  # fmt: skip
-        target = self.get_message(message_id)
-        history = self.history_for_model(target.session_id, before=target.id)
-        return self._stream_to(target, provider.stream(history), on_text)
-
-    # -- helpers --
-
-    def _recoverable(self, message_id: str) -> Message:
-        m = self.get_message(message_id)
-        if m.status == COMPLETE:
-            raise MessageConflict(f"message {message_id!r} is complete: nothing to continue")
-        if m.live:
-            raise MessageConflict(f"message {message_id!r} is still being written")
-        return m
-
-    def _stream_to(
-        self,
-        target: Message,
-        source: Iterable[Any],
-        on_text: Callable[[str], object] | None,
-    ) -> Message:
-        from .providers import stream_into
-
-        # A draft on the target's id resumes it: new text goes after what is stored.
-        return stream_into(self, target.session_id, source, message_id=target.id, on_text=on_text)  # type: ignore[arg-type]
-
     def _messages(
         self, session_id: str | None, status: str | None = None, role: str | None = None
     ) -> list[Message]:
         L = self.layout
-        query = self._select()
+        query = self.loader.select()
         if session_id is not None:
             query = query.where(L.session_id == L.session_key(session_id))
         if status is not None:
@@ -273,8 +185,7 @@ class AuditMixin:
             query = query.where(L.role == role)
         with self._tx() as conn:
             rows = conn.execute(query.order_by(*L.order())).all()
-        now = self.clock.now()
-        return [self._to_message(r, now) for r in rows]
+        return self.loader.messages(rows)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

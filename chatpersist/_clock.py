@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Protocol
 
 
 class Clock(Protocol):
+    """What a store needs of a clock (see `chatpersist.testing` for ones tests drive)."""
+
     def monotonic(self) -> float:
         """Seconds on a clock that never goes back: flush timers use it."""
         ...
@@ -19,30 +20,12 @@ class Clock(Protocol):
 
 
 class SystemClock:
+    """The real clocks: `time.monotonic()` and `datetime.now(UTC)`."""
+
     def monotonic(self) -> float:
+        """`time.monotonic()`."""
         return time.monotonic()
 
     def now(self) -> datetime:
+        """`datetime.now(UTC)`."""
         return datetime.now(UTC)
-
-
-class ManualClock:
-    """A clock that moves only when told to (for tests and simulations)."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self._lock = threading.Lock()
-        self._mono = 0.0
-        self._wall = start or datetime(2024, 1, 1, tzinfo=UTC)
-
-    def monotonic(self) -> float:
-        with self._lock:
-            return self._mono
-
-    def now(self) -> datetime:
-        with self._lock:
-            return self._wall
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._mono += seconds
-            self._wall += timedelta(seconds=seconds)

@@ -7,15 +7,32 @@ flush; buffering and every write go through the store's one shared `Writer`.
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
 
+from ._errors import DraftNotOpen
 from ._message import ends_complete
 from ._schema import COMPLETE, MAX_INT, REASON_LENGTH, STREAMING
 from ._writer import DraftState, Writer
 
-if TYPE_CHECKING:
-    from ._store import ChatStore, DraftOptions
+
+@dataclass(frozen=True)
+class DraftOptions:
+    """Everything a draft needs, checked by the store that opens it."""
+
+    session_id: str
+    message_id: str | None
+    role: str
+    every_chunks: int
+    every_seconds: float
+    final_timeout: float | None
+    model_length: int
+
+
+#: Creates (or takes over) the draft's row and registers it with the writer.
+Opener = Callable[[DraftOptions], DraftState]
 
 
 def end_state(
@@ -67,15 +84,14 @@ def is_disconnect(exc_type: type[BaseException]) -> bool:
 
 
 class _DraftBase:
-    def __init__(self, store: ChatStore, options: DraftOptions) -> None:
-        self._store = store
+    def __init__(self, writer: Writer, opener: Opener, options: DraftOptions) -> None:
+        self._writer = writer
+        self._opener = opener
         self._options = options
         self._state: DraftState | None = None
-        self._writer: Writer = store._writer
         self._stop_reason: str | None = None
         self._ended = False
         self._finish_reason: str | None = None
-        self._model_length = store.layout.model.type.length or 255  # type: ignore[attr-defined]
 
     @property
     def finish_reason(self) -> str | None:
@@ -126,7 +142,7 @@ class _DraftBase:
             raise TypeError(f"Draft.append() takes str, not {type(piece).__name__}")
         state = self._opened()
         if self._ended:
-            raise RuntimeError("the draft has ended; open a new one")
+            raise DraftNotOpen("the draft has ended; open a new one")
         if piece:
             self._writer.add(state, piece)
 
@@ -134,9 +150,9 @@ class _DraftBase:
         """Record which model wrote the answer (saved with the next flush).
 
         A value the column cannot hold raises `ValueError` here, never at flush time."""
-        if not isinstance(model, str) or len(model) > self._model_length:
+        if not isinstance(model, str) or len(model) > self._options.model_length:
             raise ValueError(
-                f"model must be a string of at most {self._model_length} characters: "
+                f"model must be a string of at most {self._options.model_length} characters: "
                 f"{model!r:.80}"
             )
         self._set_extra("model", model)
@@ -164,7 +180,7 @@ class _DraftBase:
 
     def _opened(self) -> DraftState:
         if self._state is None:
-            raise RuntimeError("the draft is not open: use it in a `with` block")
+            raise DraftNotOpen("the draft is not open: use it in a `with` block")
         return self._state
 
     def _end(
@@ -184,7 +200,7 @@ class Draft(_DraftBase):
     """`with store.draft(session_id) as d: d.append(piece)`"""
 
     def __enter__(self) -> Draft:
-        self._state = self._store._open_draft(self._options)
+        self._state = self._opener(self._options)
         return self
 
     def __exit__(
@@ -194,7 +210,11 @@ class Draft(_DraftBase):
         tb: TracebackType | None,
     ) -> None:
         state = self._end(exc_type, exc)
-        self._writer.wait(state, self._store.final_timeout)
+        # The same wake-up as the async twin: a callback run once the end is committed.
+        done = threading.Event()
+        self._writer.on_done(state, done.set)
+        done.wait(self._options.final_timeout)
+        self._writer.raise_if_lost(state, self._options.final_timeout)
 
     def flush(self, timeout: float | None = None) -> None:
         """Write what is buffered now and wait until it is committed."""
@@ -205,7 +225,7 @@ class AsyncDraft(_DraftBase):
     """`async with store.draft_async(session_id) as d: d.append(piece)`"""
 
     async def __aenter__(self) -> AsyncDraft:
-        self._state = await asyncio.to_thread(self._store._open_draft, self._options)
+        self._state = await asyncio.to_thread(self._opener, self._options)
         return self
 
     async def __aexit__(
@@ -229,10 +249,11 @@ class AsyncDraft(_DraftBase):
         try:
             # Shielded: a second cancellation must not abandon the wait silently;
             # the write itself happens in the writer thread regardless.
-            await asyncio.wait_for(asyncio.shield(done), self._store.final_timeout)
+            await asyncio.wait_for(asyncio.shield(done), self._options.final_timeout)
         except TimeoutError:
             pass
-        self._writer.wait(state, 0)
+        self._writer.raise_if_lost(state, self._options.final_timeout)
 
     async def flush(self, timeout: float | None = None) -> None:
+        """Write what is buffered now and wait (off the event loop) until it is committed."""
         await asyncio.to_thread(self._writer.flush_now, self._opened(), timeout)

@@ -75,3 +75,16 @@ class JournalLocked(ChatPersistError):
 
 class StoreClosed(ChatPersistError, RuntimeError):
     """The store was closed: no draft can be opened or written any more."""
+
+
+class DraftNotOpen(ChatPersistError, RuntimeError):
+    """A draft used outside its `with` block: not entered yet, or already ended."""
+
+
+class NoSessionsTable(ChatPersistError, RuntimeError):
+    """A store on an app's messages table without a sessions table was asked to
+    create or check a session: the app owns its sessions."""
+
+
+class MigrationsMissing(ChatPersistError, RuntimeError):
+    """chatpersist's migration scripts are not in this installation (a broken wheel)."""

@@ -55,9 +55,11 @@ class Message:
 
     @property
     def complete(self) -> bool:
+        """The answer finished normally."""
         return self.status == COMPLETE
 
     def to_dict(self) -> dict[str, Any]:
+        """The message as plain JSON-ready values (timestamps as ISO 8601)."""
         return {
             "id": self.id,
             "session_id": self.session_id,

@@ -13,6 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
 from . import _ddl
+from ._errors import MigrationsMissing
 
 if TYPE_CHECKING:
     from ._retrofit import MessagesTable
@@ -30,7 +31,7 @@ def script_location(retrofit: bool = False) -> str:
     else:
         checkout = Path(__file__).resolve().parent.parent / "migrations"
         if not (checkout / "env.py").is_file():
-            raise RuntimeError("chatpersist's migrations are missing from this installation")
+            raise MigrationsMissing("chatpersist's migrations are missing from this installation")
         base = str(checkout)
     return str(Path(base) / "retrofit") if retrofit else base
 

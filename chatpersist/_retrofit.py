@@ -9,70 +9,33 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
 from . import _ddl
-from ._schema import (
-    COMPLETE,
-    ID_LENGTH,
-    MODEL_LENGTH,
-    REASON_LENGTH,
-    WRITER_LENGTH,
-    Layout,
-    LongText,
-    Timestamp,
-)
+from ._schema import FIELD, FIELDS, ID_LENGTH, Layout, Timestamp
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 #: The app's own columns chatpersist reads and writes (logical name -> default name).
-HOST_COLUMNS = {
-    "id": "id",
-    "session_id": "session_id",
-    "role": "role",
-    "content": "content",
-    "created_at": "created_at",
-}
+HOST_COLUMNS = {f.name: f.name for f in FIELDS if f.host}
 #: The columns the additive migration adds (logical name -> default name). Names that
 #: apps commonly use for something else get a `draft_` prefix.
-DRAFT_COLUMNS = {
-    "status": "status",
-    "finish_reason": "finish_reason",
-    "seq": "draft_seq",
-    "updated_at": "draft_heartbeat_at",
-    "model": "draft_model",
-    "input_tokens": "draft_input_tokens",
-    "output_tokens": "draft_output_tokens",
-    "error": "draft_error",
-    "writer": "draft_writer",
-}
+DRAFT_COLUMNS = {f.name: f.draft_column for f in FIELDS if f.draft_column is not None}
 #: The draft columns of the first retrofit migration (r0001); later ones add the rest.
-FIRST_DRAFT_FIELDS = (
-    "status", "finish_reason", "seq", "updated_at",
-    "model", "input_tokens", "output_tokens", "error",
-)  # fmt: skip
+FIRST_DRAFT_FIELDS = tuple(f.name for f in FIELDS if f.draft_column and f.since == "r0001")
 
 
 def _draft_column(logical: str, name: str) -> sa.Column[Any]:
     """The column as the migration adds it. `status` and `seq` get constant defaults, so
     existing rows read as complete and the app's INSERTs need no change; adding a
-    column with a constant default is a metadata-only change on all three databases."""
-    kinds: dict[str, tuple[Any, bool, str | None]] = {
-        "status": (sa.String(16), False, COMPLETE),
-        "finish_reason": (sa.String(REASON_LENGTH), True, None),
-        "seq": (sa.Integer(), False, "0"),
-        "updated_at": (Timestamp, True, None),
-        "model": (sa.String(MODEL_LENGTH), True, None),
-        "input_tokens": (sa.Integer(), True, None),
-        "output_tokens": (sa.Integer(), True, None),
-        "error": (sa.Text(), True, None),
-        "writer": (sa.String(WRITER_LENGTH), True, None),
-    }
-    type_, nullable, default = kinds[logical]
-    return sa.Column(name, type_, nullable=nullable, server_default=default)
+    column with a constant default is a metadata-only change on all three databases.
+    The others are nullable: the app's existing rows have no value for them."""
+    f = FIELD[logical]
+    return sa.Column(name, f.type, nullable=f.default is None, server_default=f.default)
 
 
 def _check_name(name: object, what: str) -> str:
@@ -120,7 +83,7 @@ class MessagesTable:
     name: str
     schema: str | None = None
     columns: Mapping[str, str | None] = field(default_factory=dict)
-    reuse: frozenset[str] = frozenset()
+    reuse: AbstractSet[str] = frozenset()
     int_ids: bool = False
     int_session_ids: bool = False
     sessions: SessionsTable | None = None
@@ -149,6 +112,7 @@ class MessagesTable:
             raise ValueError(f"two fields map onto the same column: {sorted(names)}")
 
     def column(self, logical: str) -> str | None:
+        """The app's column name for a logical field, or None when the table has none."""
         default = HOST_COLUMNS.get(logical) or DRAFT_COLUMNS[logical]
         if logical in self.reuse:
             default = logical  # an app's own column: by the field's plain name
@@ -169,20 +133,18 @@ class MessagesTable:
 
     @property
     def version_table(self) -> str:
+        """The alembic version table of this table's draft columns."""
         # One alembic version table per target table, never the app's alembic_version.
         return f"chatpersist_version_{self.name}"[:63]
 
     def layout(self) -> Layout:
+        """The SQLAlchemy layout the store reads and writes this table through."""
         md = sa.MetaData()
         id_type: Any = sa.Integer() if self.int_ids else sa.String(ID_LENGTH)
         sid_type: Any = sa.Integer() if self.int_session_ids else sa.String(ID_LENGTH)
         types: dict[str, Any] = {
-            "id": id_type,
-            "session_id": sid_type,
-            "role": sa.String(32),
-            "content": LongText,
-            "created_at": Timestamp,
-        }
+            f.name: f.type for f in FIELDS if f.host
+        } | {"id": id_type, "session_id": sid_type}
         cols: dict[str, sa.Column[Any]] = {}
         for logical, type_ in types.items():
             name = self.column(logical)
@@ -204,22 +166,10 @@ class MessagesTable:
             check = st.c[s.id]
             touch = st.c[s.updated_at] if s.updated_at is not None else None
         c = table.c
+        by_field: dict[str, Any] = {f.name: cols.get(f.name) for f in FIELDS}
         return Layout(
             messages=table,
-            id=cols["id"],
-            session_id=cols["session_id"],
-            role=cols["role"],
-            content=cols["content"],
-            created_at=cols.get("created_at"),
-            status=cols["status"],
-            finish_reason=cols["finish_reason"],
-            seq=cols["seq"],
-            updated_at=cols["updated_at"],
-            model=cols["model"],
-            input_tokens=cols["input_tokens"],
-            output_tokens=cols["output_tokens"],
-            error=cols["error"],
-            writer=cols["writer"],
+            **by_field,
             session_check=check,
             session_touch=touch,
             int_ids=self.int_ids,
@@ -270,6 +220,7 @@ def include_object_for(
     def include_object(
         obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
     ) -> bool:
+        """Alembic's hook: False for chatpersist's own columns and version tables."""
         if type_ == "table" and name is not None and name.startswith("chatpersist_"):
             return False
         if type_ == "column" and reflected and compare_to is None:

@@ -60,30 +60,70 @@ sessions = sa.Table(
     **MYSQL_TABLE_ARGS,
 )
 
+@dataclass(frozen=True)
+class Field:
+    """One field of a message row. `FIELDS` is the one declaration the table, the
+    select list, the flush and upsert statements, the retrofit columns and the rows
+    read back are all built from."""
+
+    name: str
+    type: Any
+    nullable: bool = True
+    #: Server default (existing rows of an app's table read with it).
+    default: str | None = None
+    #: In an app's own table: the column it already has (`host`), else the column the
+    #: additive migration adds under this default name.
+    host: bool = False
+    draft_column: str | None = None
+    #: Set by a writer once known (model, usage, error); a flush's None keeps what is
+    #: stored, so each fact is written once and never erased.
+    fact: bool = False
+    #: Part of `Message` (the writer token is not: it is the writers' business).
+    read: bool = True
+    #: The retrofit migration that adds it to an app's table.
+    since: str = "r0001"
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("id", sa.String(ID_LENGTH), nullable=False, host=True),
+    Field("session_id", sa.String(ID_LENGTH), nullable=False, host=True),
+    Field("role", sa.String(32), nullable=False, host=True),
+    Field("content", LongText, nullable=False, host=True),
+    Field("status", sa.String(16), nullable=False, default=COMPLETE, draft_column="status"),
+    Field("finish_reason", sa.String(REASON_LENGTH), draft_column="finish_reason"),
+    Field("seq", sa.Integer(), nullable=False, default="0", draft_column="draft_seq"),
+    Field("created_at", Timestamp, nullable=False, host=True),
+    # Doubles as the writer's heartbeat while the message is streaming.
+    Field("updated_at", Timestamp, nullable=False, draft_column="draft_heartbeat_at"),
+    Field("model", sa.String(MODEL_LENGTH), draft_column="draft_model", fact=True),
+    Field("input_tokens", sa.Integer(), draft_column="draft_input_tokens", fact=True),
+    Field("output_tokens", sa.Integer(), draft_column="draft_output_tokens", fact=True),
+    Field("error", sa.Text(), draft_column="draft_error", fact=True),
+    # The fencing token of the draft's current writer: every write is guarded by it.
+    Field("writer", sa.String(WRITER_LENGTH), draft_column="draft_writer", read=False,
+          since="r0002"),
+)  # fmt: skip
+FIELD = {f.name: f for f in FIELDS}
+#: The facts a writer learns along the way, by name.
+FACTS = tuple(f.name for f in FIELDS if f.fact)
+#: What a `Message` is read from, in order.
+READ = tuple(f.name for f in FIELDS if f.read)
+
+
+def _column(f: Field) -> sa.Column[Any]:
+    extra: list[Any] = []
+    if f.name == "session_id":
+        extra.append(sa.ForeignKey("chatpersist_sessions.id", ondelete="CASCADE"))
+    return sa.Column(
+        f.name, f.type, *extra, primary_key=f.name == "id",
+        nullable=False if f.name == "id" else f.nullable, server_default=f.default,
+    )  # fmt: skip
+
+
 messages = sa.Table(
     "chatpersist_messages",
     metadata,
-    sa.Column("id", sa.String(ID_LENGTH), primary_key=True),
-    sa.Column(
-        "session_id",
-        sa.String(ID_LENGTH),
-        sa.ForeignKey("chatpersist_sessions.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    sa.Column("role", sa.String(32), nullable=False),
-    sa.Column("content", LongText, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, server_default=COMPLETE),
-    sa.Column("finish_reason", sa.String(REASON_LENGTH), nullable=True),
-    sa.Column("seq", sa.Integer(), nullable=False, server_default="0"),
-    sa.Column("created_at", Timestamp, nullable=False),
-    # Doubles as the writer's heartbeat while the message is streaming.
-    sa.Column("updated_at", Timestamp, nullable=False),
-    sa.Column("model", sa.String(MODEL_LENGTH), nullable=True),
-    sa.Column("input_tokens", sa.Integer(), nullable=True),
-    sa.Column("output_tokens", sa.Integer(), nullable=True),
-    sa.Column("error", sa.Text(), nullable=True),
-    # The fencing token of the draft's current writer: every write is guarded by it.
-    sa.Column("writer", sa.String(WRITER_LENGTH), nullable=True),
+    *[_column(f) for f in FIELDS],
     sa.CheckConstraint("status IN ('streaming', 'complete')", name="chatpersist_messages_status"),
     sa.Index("ix_chatpersist_messages_session", "session_id", "created_at"),
     # Not on updated_at, which every flush sets: a flush then touches no index
@@ -126,7 +166,24 @@ class Layout:
     @property
     def extras(self) -> tuple[sa.Column[Any], ...]:
         """Facts about an answer that a writer sets once known (None keeps what is stored)."""
-        return (self.model, self.input_tokens, self.output_tokens, self.error)
+        return tuple(self.column(name) for name in FACTS)
+
+    def column(self, name: str) -> sa.Column[Any]:
+        """The column of a field (see `FIELDS`); `created_at` may be None."""
+        col: sa.Column[Any] = getattr(self, name)
+        return col
+
+    def read_columns(self) -> list[sa.ColumnElement[Any]]:
+        """The select list a `Message` is read from, each labelled with its field name."""
+        return [
+            (sa.null() if getattr(self, n) is None else self.column(n)).label(n) for n in READ
+        ]
+
+    def row(self, **values: Any) -> dict[str, Any]:
+        """Values by field name as a row keyed by column key (facts default to None)."""
+        out = {self.column(n).key: None for n in FACTS}
+        out.update({self.column(n).key: v for n, v in values.items()})
+        return out
 
     def msg_key(self, message_id: str | int) -> Any:
         """A message id as the database wants it bound."""
@@ -147,24 +204,11 @@ class Layout:
 
     @classmethod
     def default(cls) -> Layout:
-        c = messages.c
+        by_field: dict[str, Any] = {f.name: messages.c[f.name] for f in FIELDS}
         return cls(
             messages=messages,
             sessions=sessions,
             session_check=sessions.c.id,
             session_touch=sessions.c.updated_at,
-            id=c.id,
-            session_id=c.session_id,
-            role=c.role,
-            content=c.content,
-            status=c.status,
-            finish_reason=c.finish_reason,
-            seq=c.seq,
-            created_at=c.created_at,
-            updated_at=c.updated_at,
-            model=c.model,
-            input_tokens=c.input_tokens,
-            output_tokens=c.output_tokens,
-            error=c.error,
-            writer=c.writer,
+            **by_field,
         )

@@ -14,18 +14,36 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 
-from ._schema import STREAMING, Layout
+from ._schema import FACTS, STREAMING, Layout
 
 # Bound-parameter names (prefixed so they never collide with column names).
 P_ID, P_SEQ, P_PREV, P_DELTA = "p_id", "p_seq", "p_prev", "p_delta"
 P_STATUS, P_REASON, P_NOW, P_WRITER = "p_status", "p_reason", "p_now", "p_writer"
 P_ROWS = "p_rows"
 # Facts a writer learns along the way (model, usage, error); None keeps what is stored.
-EXTRAS = ("model", "input_tokens", "output_tokens", "error")
+EXTRAS = FACTS
 
 
 def extra_param(field: str) -> str:
     return f"p_x_{field}"
+
+
+#: What one flush binds, by name (a row of `append_rows`, in this order), and the
+#: parameter of `flush_update` each is bound as.
+APPEND_PARAMS: dict[str, str] = {
+    "id": P_ID, "writer": P_WRITER, "prev": P_PREV, "seq": P_SEQ, "delta": P_DELTA,
+    "status": P_STATUS, "reason": P_REASON, **{f: extra_param(f) for f in EXTRAS},
+}  # fmt: skip
+
+
+def bind(row: dict[str, Any], now: Any) -> dict[str, Any]:
+    """The parameters of `flush_update` for a row named as in `APPEND_PARAMS`."""
+    return {APPEND_PARAMS[k]: v for k, v in row.items()} | {P_NOW: now}
+
+
+def row_values(row: dict[str, Any]) -> list[Any]:
+    """A row of `append_rows`: the values in the order of `APPEND_PARAMS`."""
+    return [row[k] for k in APPEND_PARAMS]
 
 
 def held_by(layout: Layout, writer: Any) -> sa.ColumnElement[bool]:
@@ -124,8 +142,8 @@ def _unbounded(type_: Any) -> Any:
 
 
 def append_row_types(layout: Layout) -> dict[str, Any]:
-    """The per-row fields of `append_rows`, in the order the writer binds them."""
-    return {
+    """The per-row fields of `append_rows` and their types, in `APPEND_PARAMS` order."""
+    types = {
         "id": layout.id.type,
         "writer": sa.Text(),
         "prev": layout.seq.type,
@@ -133,8 +151,8 @@ def append_row_types(layout: Layout) -> dict[str, Any]:
         "delta": sa.Text(),
         "status": layout.status.type,
         "reason": layout.finish_reason.type,
-        **{f: getattr(layout, f).type for f in EXTRAS},
-    }
+    } | {f: layout.column(f).type for f in EXTRAS}
+    return {k: types[k] for k in APPEND_PARAMS}
 
 
 def append_rows(layout: Layout) -> sa.Update:

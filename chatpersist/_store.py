@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal
@@ -20,33 +18,42 @@ from sqlalchemy.engine import Engine
 
 from . import _migrate, _sql
 from ._audit import AuditMixin
+from ._checks import (
+    check_id,
+    check_int_id,
+    check_intervals,
+    check_owner,
+    check_reason,
+    check_role,
+    new_id,
+    sanitizer,
+)
 from ._clock import Clock, SystemClock
-from ._draft import AsyncDraft, Draft
+from ._draft import AsyncDraft, Draft, DraftOptions
 from ._engine import make_engine, read_tx, write_tx
 from ._errors import (
     FlushError,
     MessageConflict,
+    NoSessionsTable,
     NotMigrated,
     TableMismatch,
     UnknownMessage,
     UnknownSession,
 )
 from ._journal import Journal
-from ._message import INTERRUPTED_MARKER, Message, build_message, ends_complete, to_db_time
+from ._loader import Loader, for_model
+from ._message import INTERRUPTED_MARKER, Message, ends_complete, to_db_time
 from ._retrofit import MessagesTable
-from ._schema import CLIENT_WRITER, COMPLETE, ID_LENGTH, MAX_INT, REASON_LENGTH, STREAMING, Layout
+from ._schema import (
+    CLIENT_WRITER,
+    COMPLETE,
+    MAX_INT,
+    STREAMING,
+    Layout,
+)
 from ._writer import DraftState, Writer, WriterStats
 
 log = logging.getLogger("chatpersist")
-
-@dataclass(frozen=True)
-class DraftOptions:
-    session_id: str
-    message_id: str | None
-    role: str
-    every_chunks: int
-    every_seconds: float
-
 
 class ChatStore(AuditMixin):
     """Chat history with drafts that survive an interrupted stream.
@@ -77,7 +84,7 @@ class ChatStore(AuditMixin):
         spill_after: float = 10.0,
         retry_wait: Any = None,
     ) -> None:
-        _check_intervals(every_chunks, every_seconds)
+        check_intervals(every_chunks, every_seconds)
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
         #: chatpersist's engine: the app's own on PostgreSQL / MySQL, a separate one on
@@ -93,6 +100,8 @@ class ChatStore(AuditMixin):
         self.clock: Clock = clock or SystemClock()
         self.interrupted_marker = interrupted_marker
         self.final_timeout = final_timeout
+        #: Reads rows into messages (live / interrupted by the lease).
+        self.loader = Loader(self.layout, self.clock, lease_seconds, interrupted_marker)
         self._stamp_lock = threading.Lock()
         self._last_stamp: datetime | None = None
         # One journal file belongs to one running store: held with an OS lock.
@@ -105,7 +114,7 @@ class ChatStore(AuditMixin):
             self.clock,
             # Three beats per lease: one late beat never makes a live draft look dead.
             heartbeat_seconds=lease_seconds / 3,
-            sanitize=_sanitizer(self.engine.dialect.name),
+            sanitize=sanitizer(self.engine.dialect.name),
             journal=self._journal,
             spill_after=spill_after,
             retry_wait=retry_wait,
@@ -183,7 +192,8 @@ class ChatStore(AuditMixin):
     # -- writing --
 
     def create_session(self, title: str | None = None, *, session_id: str | None = None) -> str:
-        sid = _check_id(session_id, "session_id") if session_id is not None else _new_id()
+        """Create a session and return its id (`session_id` to choose it yourself)."""
+        sid = check_id(session_id, "session_id") if session_id is not None else new_id()
         sessions = self._sessions_table()
         now = self._stamp()
         with self._tx(write=True) as conn:
@@ -198,7 +208,7 @@ class ChatStore(AuditMixin):
         """Save a finished message. With the id of a draft, completes that draft's row."""
         if not isinstance(content, str):
             raise TypeError(f"content must be str, not {type(content).__name__}")
-        _check_role(role)
+        check_role(role)
         L = self.layout
         mid = None if message_id is None else self._message_id(message_id)
         now = self._stamp()
@@ -214,7 +224,7 @@ class ChatStore(AuditMixin):
                 mid = self._insert(conn, mid, session_id, role, text, COMPLETE, now)
             else:
                 assert mid is not None
-                _check_owner(mid, row[0], session_id)
+                check_owner(mid, row[0], session_id)
                 if row[1] == COMPLETE:
                     raise MessageConflict(f"message {mid!r} is already complete")
                 # The host's "save on finish" for a draft: complete the same row.
@@ -257,35 +267,27 @@ class ChatStore(AuditMixin):
             raise TypeError(f"content must be str, not {type(content).__name__}")
         if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= MAX_INT:
             raise ValueError(f"seq must be an integer from 1 to {MAX_INT}")
-        _check_reason(finish_reason)
-        _check_role(role)
+        check_reason(finish_reason)
+        check_role(role)
         mid = self._message_id(message_id)
         L = self.layout
         status, reason = STREAMING, finish_reason if done else None
         if done and ends_complete(finish_reason):
             status, reason = COMPLETE, finish_reason or "stop"
         now = self._stamp()
-        row = {
-            **L.new_row(now),
-            L.id.key: L.msg_key(mid),
-            L.session_id.key: L.session_key(session_id),
-            L.role.key: role,
-            L.content.key: self._writer.sanitize(content),
-            L.status.key: status,
-            L.finish_reason.key: reason,
-            L.seq.key: seq,
-            L.updated_at.key: now,
-            L.writer.key: CLIENT_WRITER,
-            **{c.key: None for c in L.extras},
-        }
+        row = L.new_row(now) | L.row(
+            id=L.msg_key(mid), session_id=L.session_key(session_id), role=role,
+            content=self._writer.sanitize(content), status=status, finish_reason=reason,
+            seq=seq, updated_at=now, writer=CLIENT_WRITER,
+        )  # fmt: skip
         with self._tx(write=True) as conn:
             self._require_session(conn, session_id)
             owner = conn.execute(sa.select(L.session_id).where(L.id == L.msg_key(mid))).scalar()
             if owner is not None:
-                _check_owner(mid, owner, session_id)
+                check_owner(mid, owner, session_id)
             conn.execute(_sql.full_upsert(L, self.engine.dialect, [row]))
-            stored = conn.execute(self._select().where(L.id == L.msg_key(mid))).one()
-        message = self._to_message(stored, self.clock.now())
+            stored = conn.execute(self.loader.select().where(L.id == L.msg_key(mid))).one()
+        message = self.loader.messages([stored])[0]
         return message.seq == seq and message.content == row[L.content.key], message
 
     def draft(
@@ -297,7 +299,8 @@ class ChatStore(AuditMixin):
         every_seconds: float | None = None,
     ) -> Draft:
         """A draft to stream into: `with store.draft(sid) as d: d.append(piece)`."""
-        return Draft(self, self._options(session_id, message_id, role, every_chunks, every_seconds))
+        options = self._options(session_id, message_id, role, every_chunks, every_seconds)
+        return Draft(self._writer, self._open_draft, options)
 
     def draft_async(
         self,
@@ -308,20 +311,39 @@ class ChatStore(AuditMixin):
         every_seconds: float | None = None,
     ) -> AsyncDraft:
         """The asyncio twin of `draft`: `async with store.draft_async(sid) as d: ...`."""
-        return AsyncDraft(
-            self, self._options(session_id, message_id, role, every_chunks, every_seconds)
-        )
+        options = self._options(session_id, message_id, role, every_chunks, every_seconds)
+        return AsyncDraft(self._writer, self._open_draft, options)
+
+    def restart(self, message_id: str | int) -> Message:
+        """Empty a message nobody is writing and mark it streaming ("regenerating"),
+        so that a new answer is written in its place (same id, same position); the
+        next draft on its id resumes it. Used by `chatpersist.recovery.regenerate`."""
+        L = self.layout
+        target = self.get_message(message_id)
+        if target.live:
+            raise MessageConflict(f"message {message_id!r} is still being written")
+        with self._tx(write=True) as conn:
+            conn.execute(
+                sa.update(L.messages)
+                .where(L.id == L.msg_key(self._message_id(message_id)))
+                .values(
+                    {L.content: "", L.status: STREAMING, L.finish_reason: "regenerating",
+                     L.error: None, L.seq: L.seq + 1}
+                )
+            )  # fmt: skip
+        return self.get_message(message_id)
 
     # -- reading --
 
     def get_message(self, message_id: str | int) -> Message:
+        """One message by id, as the loader shows it (live, interrupted or complete)."""
         L = self.layout
         mid = self._message_id(message_id)
         with self._tx() as conn:
-            row = conn.execute(self._select().where(L.id == L.msg_key(mid))).first()
+            row = conn.execute(self.loader.select().where(L.id == L.msg_key(mid))).first()
         if row is None:
             raise UnknownMessage(mid)
-        return self._to_message(row, self.clock.now())
+        return self.loader.messages([row])[0]
 
     async def aget_message(self, message_id: str | int) -> Message:
         """`get_message` without blocking the event loop."""
@@ -333,11 +355,9 @@ class ChatStore(AuditMixin):
         sid = self._session_id(session_id)
         with self._tx() as conn:
             self._require_session(conn, sid)
-            rows = conn.execute(
-                self._select().where(L.session_id == L.session_key(sid)).order_by(*L.order())
-            ).all()
-        now = self.clock.now()
-        return [self._to_message(r, now) for r in rows]
+            query = self.loader.select().where(L.session_id == L.session_key(sid))
+            rows = conn.execute(query.order_by(*L.order())).all()
+        return self.loader.messages(rows)
 
     def history_for_model(
         self,
@@ -354,14 +374,7 @@ class ChatStore(AuditMixin):
         """
         if interrupted not in ("keep", "drop"):
             raise ValueError("interrupted must be 'keep' or 'drop'")
-        out = []
-        for m in self.history(session_id):
-            if str(m.id) == str(before):
-                break
-            if m.live or (m.interrupted and (interrupted == "drop" or not m.content)):
-                continue
-            out.append({"role": m.role, "content": m.content})
-        return out
+        return for_model(self.history(session_id), interrupted, before)
 
     # -- internals --
 
@@ -373,12 +386,15 @@ class ChatStore(AuditMixin):
         every_chunks: int | None,
         every_seconds: float | None,
     ) -> DraftOptions:
-        _check_role(role)
+        check_role(role)
         n = self.every_chunks if every_chunks is None else every_chunks
         t = self.every_seconds if every_seconds is None else every_seconds
-        _check_intervals(n, t)
+        check_intervals(n, t)
         mid = None if message_id is None else self._message_id(message_id)
-        return DraftOptions(self._session_id(session_id), mid, role, n, t)
+        length = self.layout.model.type.length or 255  # type: ignore[attr-defined]
+        return DraftOptions(
+            self._session_id(session_id), mid, role, n, t, self.final_timeout, length
+        )
 
     def _open_draft(self, o: DraftOptions) -> DraftState:
         """Create (or take over) the draft's row, then hand it to the writer."""
@@ -414,7 +430,7 @@ class ChatStore(AuditMixin):
                 mid = self._insert(conn, mid, o.session_id, o.role, "", STREAMING, now, writer)
             else:
                 assert mid is not None
-                _check_owner(mid, row[0], o.session_id)
+                check_owner(mid, row[0], o.session_id)
                 if row[1] == COMPLETE:
                     raise MessageConflict(f"message {mid!r} is already complete")
                 # The new token fences off the old writer, however late it comes back.
@@ -445,18 +461,12 @@ class ChatStore(AuditMixin):
     ) -> str:
         """Insert a message row; returns its id (made here, or by the database)."""
         L = self.layout
-        values: dict[str, Any] = {
-            **L.new_row(now),
-            L.session_id.key: L.session_key(session_id),
-            L.role.key: role,
-            L.content.key: content,
-            L.status.key: status,
-            L.seq.key: 0,
-            L.updated_at.key: now,
-            L.writer.key: writer,
-        }
+        values = L.new_row(now) | L.row(
+            session_id=L.session_key(session_id), role=role, content=content, status=status,
+            seq=0, updated_at=now, writer=writer,
+        )  # fmt: skip
         if message_id is not None or not L.int_ids:
-            message_id = message_id or _new_id()
+            message_id = message_id or new_id()
             values[L.id.key] = L.msg_key(message_id)
         result = conn.execute(sa.insert(L.messages).values(values))
         if message_id is None:
@@ -468,17 +478,17 @@ class ChatStore(AuditMixin):
 
     def _message_id(self, value: object) -> str:
         if self.layout.int_ids:
-            return _check_int_id(value, "message_id")
-        return _check_id(value, "message_id")
+            return check_int_id(value, "message_id")
+        return check_id(value, "message_id")
 
     def _session_id(self, value: object) -> str:
         if self.layout.int_session_ids:
-            return _check_int_id(value, "session_id")
-        return _check_id(value, "session_id")
+            return check_int_id(value, "session_id")
+        return check_id(value, "session_id")
 
     def _sessions_table(self) -> sa.Table:
         if self.layout.sessions is None:
-            raise RuntimeError("this store has no sessions table")
+            raise NoSessionsTable("this store has no sessions table")
         return self.layout.sessions
 
     def _require_session(
@@ -502,35 +512,6 @@ class ChatStore(AuditMixin):
             )
         if not found:
             raise UnknownSession(session_id)
-
-    def _select(self) -> sa.Select[*tuple[Any, ...]]:
-        L = self.layout
-        return sa.select(
-            L.id, L.session_id, L.role, L.content, L.status,
-            L.finish_reason, L.seq,
-            sa.null() if L.created_at is None else L.created_at,
-            L.updated_at, *L.extras,
-        )  # fmt: skip
-
-    def _to_message(self, row: sa.Row[*tuple[Any, ...]], now: datetime) -> Message:
-        return build_message(
-            id=row[0] if self.layout.int_ids else str(row[0]),
-            session_id=row[1] if self.layout.int_session_ids else str(row[1]),
-            role=row[2],
-            content=row[3],
-            status=row[4],
-            finish_reason=row[5],
-            seq=row[6],
-            created_at=row[7],
-            updated_at=row[8],
-            now=now,
-            lease=timedelta(seconds=self.lease_seconds),
-            marker=self.interrupted_marker,
-            model=row[9],
-            input_tokens=row[10],
-            output_tokens=row[11],
-            error=row[12],
-        )
 
     def _stamp(self) -> datetime:
         """Now as stored (naive UTC), strictly increasing within this store.
@@ -559,69 +540,3 @@ class ChatStore(AuditMixin):
                 if wrong:
                     raise TableMismatch(wrong) from exc
             raise
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex
-
-
-def _check_id(value: object, what: str) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be str, not {type(value).__name__}")
-    if not value or len(value) > ID_LENGTH:
-        raise ValueError(f"{what} must be 1 to {ID_LENGTH} characters long")
-    if "\x00" in value:
-        raise ValueError(f"{what} must not contain NUL characters: {value!r}")
-    return value
-
-
-def _check_int_id(value: object, what: str) -> str:
-    try:
-        return str(int(str(value)))
-    except ValueError:
-        raise ValueError(f"{what} must be an integer id here: {value!r}") from None
-
-
-def _check_role(role: object) -> None:
-    if not isinstance(role, str) or not role or len(role) > 32:
-        raise ValueError(f"role must be a non-empty string of at most 32 characters: {role!r}")
-
-
-def _check_reason(reason: object) -> None:
-    if reason is not None and (not isinstance(reason, str) or len(reason) > REASON_LENGTH):
-        raise ValueError(
-            f"finish_reason must be a string of at most {REASON_LENGTH} characters: {reason!r}"
-        )
-
-
-def _check_owner(message_id: str, owner: object, session_id: str) -> None:
-    if str(owner) != session_id:
-        raise MessageConflict(f"message {message_id!r} belongs to another session")
-
-
-def _check_intervals(every_chunks: int, every_seconds: float) -> None:
-    if not isinstance(every_chunks, int) or every_chunks < 1:
-        raise ValueError("every_chunks must be a positive integer")
-    if not every_seconds > 0:
-        raise ValueError("every_seconds must be positive")
-
-
-def _sanitizer(dialect: str) -> Callable[[str], str]:
-    """Text as the database can hold it (documented in the README)."""
-
-    def sanitize(text: str) -> str:
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            # Join surrogate pairs that arrived as halves; replace the lone ones,
-            # which no UTF-8 column can hold.
-            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
-            text = _LONE_SURROGATE.sub("\ufffd", text)
-        if dialect == "postgresql" and "\x00" in text:
-            text = text.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
-        return text
-
-    return sanitize
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")

@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from ._async_store import AsyncChatStore
 from ._draft import _DraftBase
 from ._errors import ChatPersistError, MessageConflict, UnknownMessage, UnknownSession
 from ._message import Message
@@ -117,7 +118,7 @@ class ChatStreams:
 
     def __init__(
         self,
-        store: ChatStore,
+        store: ChatStore | AsyncChatStore,
         *,
         policy: Policy = "cancel",
         follow_poll: float = 0.25,
@@ -126,7 +127,9 @@ class ChatStreams:
     ) -> None:
         if policy not in ("cancel", "finish"):
             raise ValueError("policy must be 'cancel' or 'finish'")
-        self.store = store
+        #: The store, awaitable: every database call runs off the event loop.
+        self.astore = store if isinstance(store, AsyncChatStore) else AsyncChatStore(store)
+        self.store = self.astore.sync
         self.policy: Policy = policy
         self.follow_poll = follow_poll
         self.authorize = authorize
@@ -173,7 +176,7 @@ class ChatStreams:
         client: _Disconnect,
     ) -> AsyncIterator[str]:
         items = _aiter(source)
-        draft = self.store.draft_async(session_id, message_id=message_id)
+        draft = self.astore.draft(session_id, message_id=message_id)
         d = await draft.__aenter__()
         stop = self._stops[d.message_id] = asyncio.Event()
         failure: BaseException | None = None
@@ -192,7 +195,7 @@ class ChatStreams:
             with anyio.CancelScope(shield=True):
                 await draft.__aexit__(type(failure) if failure else None, failure, None)
                 await items.aclose()  # stops generation: the provider's connection closes
-        m = await self.store.aget_message(d.message_id)
+        m = await self.astore.get_message(d.message_id)
         yield sse("end", _end(m))
 
     async def _finishing(
@@ -208,12 +211,12 @@ class ChatStreams:
         async def generate() -> None:
             items = _aiter(source)
             try:
-                async with self.store.draft_async(session_id, message_id=message_id) as d:
+                async with self.astore.draft(session_id, message_id=message_id) as d:
                     opened.set_result(d.message_id)
                     stop = self._stops[d.message_id] = asyncio.Event()
                     async for event in _pump(d, items, stop):
                         queue.put_nowait(event)
-                m = await self.store.aget_message(d.message_id)
+                m = await self.astore.get_message(d.message_id)
                 queue.put_nowait(sse("end", _end(m)))
             except BaseException as exc:
                 if not opened.done():
@@ -251,7 +254,7 @@ class ChatStreams:
 
         async def decide(request: Request) -> Response:
             try:
-                m = await self.store.aget_message(message_id)
+                m = await self.astore.get_message(message_id)
             except (UnknownMessage, ValueError):  # ValueError: not a valid id
                 return _problem(404, f"unknown message {message_id!r}")
             if not await _allowed(check, request, str(m.session_id)):
@@ -289,7 +292,7 @@ class ChatStreams:
         (HTML forms cannot send it, so no cross-site form post gets in), 413 past
         `max_bytes`, 400 for a malformed body, 403 when `authorize(request, session_id)`
         (given here, else the ChatStreams one) says no."""
-        store = self.store
+        store = self.astore
         check = self._hook(authorize, "save_partial_endpoint")
         origins = self.allowed_origins if allowed_origins is None else _origins(allowed_origins)
 
@@ -314,8 +317,7 @@ class ChatStreams:
             if not await _allowed(check, request, session_id):
                 return _problem(403, "not your conversation")
             try:
-                applied, m = await asyncio.to_thread(
-                    store.save_partial,
+                applied, m = await store.save_partial(
                     session_id,
                     request.path_params["message_id"],
                     content,
@@ -337,19 +339,20 @@ class ChatStreams:
 
 
 async def follow(
-    store: ChatStore, message_id: str, *, poll: float = 0.25
+    store: ChatStore | AsyncChatStore, message_id: str, *, poll: float = 0.25
 ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """Events of a message as it is written: ("snapshot", ...), ("delta", ...) and a
     final ("end", ...). Polls the row; on PostgreSQL, a NOTIFY from the writer wakes
     it at once."""
-    waiter = await _Notifications.open(store, poll)
+    astore = store if isinstance(store, AsyncChatStore) else AsyncChatStore(store)
+    waiter = await _Notifications.open(astore.sync, poll)
     try:
-        m = await store.aget_message(message_id)
+        m = await astore.get_message(message_id)
         yield "snapshot", {"text": m.content, "status": m.status, "live": m.live}
         text = m.content
         while m.live:
             await waiter.wait(message_id)
-            m = await store.aget_message(message_id)
+            m = await astore.get_message(message_id)
             if m.content.startswith(text):
                 if len(m.content) > len(text):
                     yield "delta", {"text": m.content[len(text) :]}

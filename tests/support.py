@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import difflib
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +20,45 @@ import pytest
 import sqlalchemy as sa
 
 from chatpersist import SystemClock
+
+#: The repository's root (README.md, examples/, migrations/ ...).
+ROOT = Path(__file__).resolve().parents[1]
+
+#: The writer process of the crash tests (streams numbered chunks until killed).
+CRASH_WRITER = Path(__file__).resolve().parent / "reliability" / "crash_writer.py"
+#: The flush window (in chunks) `kill_writer_after` runs its writers with.
+EVERY_CHUNKS = 10
+
+
+def chunk(i: int) -> str:
+    """The i-th chunk `crash_writer.py` appends."""
+    return f"w{i} "
+
+
+def subprocess_env() -> dict[str, str]:
+    """This environment, with this process's sys.path (chatpersist, the test helpers)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
+def kill_writer_after(url: str, sid: str, mid: str, chunks: int) -> int:
+    """Start a writer, SIGKILL it once it reports `chunks` appended; return the count seen."""
+    proc = subprocess.Popen(
+        [sys.executable, str(CRASH_WRITER), url, sid, mid, str(EVERY_CHUNKS), "2.0", "0.005"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
+    assert proc.stdout is not None
+    seen = 0
+    for line in proc.stdout:
+        if line.strip().isdigit():
+            seen = int(line)
+            if seen >= chunks:
+                break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    return seen
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:

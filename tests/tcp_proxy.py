@@ -52,6 +52,10 @@ class TcpProxy:
                 continue
             upstream.settimeout(None)
             with self._lock:
+                if self._cut.is_set():  # cut while connecting: it must not outlive the cut
+                    for s in (client, upstream):
+                        s.close()
+                    continue
                 self._open.update((client, upstream))
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()

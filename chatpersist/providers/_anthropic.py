@@ -62,6 +62,7 @@ class Anthropic(HTTPProvider):
         self.max_tokens = max_tokens
 
     def request(self, messages: list[Message]) -> tuple[dict[str, str], dict[str, Any]]:
+        """The headers and JSON body of the Messages API request for `messages`."""
         headers = {
             "accept": "text/event-stream",
             "anthropic-version": API_VERSION,
@@ -82,4 +83,5 @@ class Anthropic(HTTPProvider):
         return headers, body
 
     def parser(self) -> _Parser:
+        """A fresh parser of this API's SSE events."""
         return _Parser()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from .._errors import ChatPersistError
 
-class ProviderError(Exception):
+
+class ProviderError(ChatPersistError):
     """The provider failed. `after_text` is True when answer text had already streamed
     (the request is then never retried: a retry would repeat that text)."""
 

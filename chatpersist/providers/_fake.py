@@ -105,10 +105,12 @@ class FakeModelServer:
 
     @property
     def port(self) -> int:
+        """The port it listens on (the one the OS chose for port 0)."""
         return int(self._httpd.server_address[1])
 
     @property
     def base_url(self) -> str:
+        """The OpenAI-style base URL to give a client, ending in /v1."""
         host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
         if ":" in host:
             host = f"[{host}]"
@@ -134,6 +136,7 @@ class FakeModelServer:
         self._httpd.serve_forever(poll_interval=0.05)
 
     def stop(self) -> None:
+        """Stop serving and close the listening socket."""
         if self._serving:  # shutdown() would wait forever for a loop never started
             self._httpd.shutdown()
             self._serving = False
@@ -170,6 +173,7 @@ class FakeModelServer:
         return self.answer
 
     def model_object(self) -> dict[str, Any]:
+        """The fake model as `GET /v1/models` lists it."""
         return {
             "id": self.model,
             "object": "model",

@@ -22,7 +22,9 @@ Message = dict[str, Any]
 class Provider(Protocol):
     """Anything that streams an answer to a list of messages."""
 
-    def stream(self, messages: list[Message]) -> Iterator[Chunk]: ...
+    def stream(self, messages: list[Message]) -> Iterator[Chunk]:
+        """Stream the answer to `messages` as chunks."""
+        ...
 
 
 class EventParser(Protocol):
@@ -94,9 +96,11 @@ class HTTPProvider:
         self.aclient = aclient
 
     def request(self, messages: list[Message]) -> tuple[dict[str, str], dict[str, Any]]:
+        """The headers and JSON body to POST for `messages` (each provider says)."""
         raise NotImplementedError
 
     def parser(self) -> EventParser:
+        """A fresh parser of the provider's SSE events (each provider says)."""
         raise NotImplementedError
 
     # -- sync --

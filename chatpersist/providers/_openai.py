@@ -53,6 +53,7 @@ class OpenAICompatible(HTTPProvider):
         )  # fmt: skip
 
     def request(self, messages: list[Message]) -> tuple[dict[str, str], dict[str, Any]]:
+        """The headers and JSON body of the chat completions request for `messages`."""
         headers = {"accept": "text/event-stream", **self.headers}
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
@@ -66,4 +67,5 @@ class OpenAICompatible(HTTPProvider):
         return headers, body
 
     def parser(self) -> _Parser:
+        """A fresh parser of this API's SSE events."""
         return _Parser()

@@ -59,12 +59,14 @@ class RetryPolicy:
         return stop_after_attempt(self.attempts) | stop_before_delay(self.total_seconds)
 
     def retrying(self) -> Retrying:
+        """A tenacity `Retrying` for this policy (sync)."""
         return Retrying(
             sleep=self.sleep, retry=retry_if_exception(retryable), wait=self._wait,
             stop=self._stop(), reraise=True,
         )  # fmt: skip
 
     def aretrying(self) -> AsyncRetrying:
+        """A tenacity `AsyncRetrying` for this policy (asyncio)."""
         return AsyncRetrying(
             sleep=self.asleep, retry=retry_if_exception(retryable), wait=self._wait,
             stop=self._stop(), reraise=True,

@@ -12,6 +12,7 @@ route refuses requests without one (401), and a user sees only their own session
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import hmac
 import os
@@ -25,9 +26,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from chatpersist import ChatStore, MessageConflict, UnknownMessage, UnknownSession
+from chatpersist import AsyncChatStore, MessageConflict, UnknownMessage, UnknownSession
 from chatpersist.asgi import ChatStreams
 from chatpersist.providers import Anthropic, FakeModelServer, OpenAICompatible
+from chatpersist.recovery import continuation
 
 HERE = Path(__file__).resolve().parent
 COOKIE = "webchat_user"
@@ -81,12 +83,12 @@ def create_app(
     secret: str | None = None,
 ) -> FastAPI:
     state: dict[str, Any] = {}
-    store = ChatStore(db_url)
+    store = AsyncChatStore(db_url)  # every call awaitable: the loop never waits on the database
     streams = ChatStreams(store, policy=policy, authorize=authorize)  # type: ignore[arg-type]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store.migrate()
+        await store.migrate()
         fake = None
         if provider == "fake":
             fake = FakeModelServer(delay=fake_delay).start()
@@ -100,7 +102,7 @@ def create_app(
             )  # fmt: skip
         yield
         await streams.wait_background()
-        store.close()  # final flush of anything still open
+        await store.close()  # final flush of anything still open
         if fake is not None:
             fake.stop()
 
@@ -148,17 +150,17 @@ def create_app(
 
     @api.get("/sessions")
     async def sessions(user: User) -> list[dict[str, Any]]:
-        return [s.to_dict() for s in store.sessions() if owns(user, s.id)]
+        return [s.to_dict() for s in await store.sessions() if owns(user, s.id)]
 
     @api.post("/sessions")
     async def new_session(request: Request, user: User) -> dict[str, str]:
         title = (await json_object(request)).get("title") or "New chat"
-        return {"id": store.create_session(str(title), session_id=f"{user}.{secrets.token_hex(8)}")}
+        return {"id": await store.create_session(str(title), session_id=f"{user}.{secrets.token_hex(8)}")}
 
     @api.get("/sessions/{session_id}/messages")
     async def messages(session_id: str, user: User) -> list[dict[str, Any]]:
         check(user, session_id)
-        return [m.to_dict() for m in store.history(session_id)]
+        return [m.to_dict() for m in await store.history(session_id)]
 
     @api.post("/sessions/{session_id}/messages")
     async def send(session_id: str, request: Request, user: User) -> Response:
@@ -166,8 +168,8 @@ def create_app(
         text = str((await json_object(request)).get("text") or "").strip()
         if not text:
             raise HTTPException(400, "empty message")
-        store.add_message(session_id, "user", text)
-        history = store.history_for_model(session_id)
+        await store.add_message(session_id, "user", text)
+        history = await store.history_for_model(session_id)
         chosen = request.query_params.get("policy")
         return streams.response(
             session_id, state["provider"].astream(history),
@@ -176,15 +178,17 @@ def create_app(
 
     @api.post("/messages/{message_id}/continue")
     async def continue_(message_id: str, user: User) -> Response:
-        m = store.get_message(message_id)
+        m = await store.get_message(message_id)
         check(user, m.session_id)
         p = state["provider"]
-        msgs = store.continuation(message_id, prefill=getattr(p, "prefill", False))
+        msgs = await asyncio.to_thread(
+            continuation, store.sync, message_id, prefill=getattr(p, "prefill", False)
+        )
         return streams.response(m.session_id, p.astream(msgs), message_id=message_id)
 
     @api.post("/messages/{message_id}/stop")
     async def stop(message_id: str, user: User) -> dict[str, bool]:
-        check(user, store.get_message(message_id).session_id)
+        check(user, (await store.get_message(message_id)).session_id)
         return {"stopped": streams.stop(message_id)}
 
     @api.get("/messages/{message_id}/follow")

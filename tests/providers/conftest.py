@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sse_server import ScriptedServer
+from providers.sse_server import ScriptedServer
 
 
 @pytest.fixture

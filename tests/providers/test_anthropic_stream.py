@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sse_server import Action, Raw, ScriptedServer, Status, error, sse
+from providers.sse_server import Action, Raw, ScriptedServer, Status, error, sse
 
 from chatpersist.providers import (
     Anthropic,

@@ -6,7 +6,7 @@ import asyncio
 import os
 
 import pytest
-from sse_server import Close, Raw, ScriptedServer, Status, openai_delta, stream_ok
+from providers.sse_server import Close, Raw, ScriptedServer, Status, openai_delta, stream_ok
 
 from chatpersist import COMPLETE, STREAMING, ChatStore
 from chatpersist.providers import (

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sse_server import (
+from providers.sse_server import (
     Close,
     Raw,
     ScriptedServer,

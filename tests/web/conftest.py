@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import wait_http
-from webserver import ROOT, Server, free_port
+from support import free_port, wait_http
+from web.webserver import ROOT, Server
 
 
 @pytest.fixture

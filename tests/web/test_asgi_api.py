@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any
+from collections.abc import AsyncGenerator
+from typing import Any, cast
 
 import httpx
 from starlette.applications import Starlette
@@ -106,7 +107,11 @@ def test_follow_is_woken_by_postgres_notify(tmp_path: object) -> None:
             d.flush(timeout=10)
 
             async def run(d: Any = d) -> float:
-                events = follow(store, d.message_id, poll=30.0)  # polling alone would take 30 s
+                # polling alone would take 30 s
+                events = cast(
+                    AsyncGenerator[tuple[str, dict[str, Any]], None],
+                    follow(store, d.message_id, poll=30.0),
+                )
                 assert (await anext(events))[0] == "snapshot"
                 start = time.monotonic()
                 await asyncio.to_thread(d.append, "notified")

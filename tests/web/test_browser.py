@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from support import REQUIRED
-from webserver import ROOT, Server
+from web.webserver import ROOT, Server
 
 from chatpersist import COMPLETE, ChatStore
 from chatpersist.providers import CANNED_ANSWER
@@ -77,6 +77,7 @@ def last_message(server: Server) -> Any:
     return max(msgs, key=lambda m: m.created_at)
 
 
+@pytest.mark.slow
 def test_switch_conversation_and_come_back(webchat: Callable[..., Server], page: Any) -> None:
     server = webchat(delay=0.03)
     page.goto(server.url)
@@ -118,6 +119,7 @@ def test_reload_mid_answer(webchat: Callable[..., Server], page: Any) -> None:
     assert m.interrupted and m.content == bubble_text(page) and len(m.content) >= 40
 
 
+@pytest.mark.slow
 def test_continue_completes_it(webchat: Callable[..., Server], page: Any) -> None:
     server = webchat(delay=0.005)
     page.goto(server.url)
@@ -139,6 +141,7 @@ def test_continue_completes_it(webchat: Callable[..., Server], page: Any) -> Non
     assert bubble_text(page) == CANNED_ANSWER and page.locator(f"{BUBBLE} .badge").count() == 0
 
 
+@pytest.mark.slow
 def test_policy_finish_returning_user_sees_it_grow(webchat: Callable[..., Server], page: Any) -> None:
     server = webchat(delay=0.03)
     page.goto(server.url + "/?policy=finish")

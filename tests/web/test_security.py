@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
-from webserver import ROOT
+from web.webserver import ROOT
 
 from chatpersist import COMPLETE, ChatStore
 from chatpersist.asgi import ChatStreams
@@ -268,7 +268,7 @@ def test_example_refuses_anonymous_requests(webchat_app: TestClient) -> None:
     anon.cookies.clear()
     for cookie in cookies:
         for method, path, body in calls:
-            r = anon.request(method, path, json=body, headers={"cookie": cookie.encode("latin-1")})
+            r = anon.request(method, path, json=body, headers={b"cookie": cookie.encode("latin-1")})
             assert r.status_code == 401, (method, path, cookie)
     assert len(alice.get(f"/api/sessions/{sid}/messages").json()) == 2  # nothing added
 

@@ -10,8 +10,9 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 from support import OffsetClock
-from webserver import Server
+from web.webserver import Server
 
 from chatpersist import COMPLETE, STREAMING, ChatStore
 from chatpersist.providers import CANNED_ANSWER
@@ -70,6 +71,7 @@ def test_client_hangs_up_mid_answer(webchat: Callable[..., Server]) -> None:
     store.close()
 
 
+@pytest.mark.slow
 def test_sigterm_mid_answer_flushes_before_exit(webchat: Callable[..., Server]) -> None:
     server = webchat(delay=0.05)
     sid = new_session(server)
@@ -94,6 +96,7 @@ def test_sigterm_mid_answer_flushes_before_exit(webchat: Callable[..., Server]) 
     assert CANNED_ANSWER.startswith(m.content)
 
 
+@pytest.mark.slow
 def test_100_clients_30_hang_up(webchat: Callable[..., Server]) -> None:
     # 219 chunks 20 ms apart; quitters leave within the first 60, so even a client
     # that reads late under load leaves before the server has sent everything.

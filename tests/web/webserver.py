@@ -1,11 +1,9 @@
-"""Helpers for the web tests: a free port and the running example server."""
+"""Helpers for the web tests: the running example server."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-
-from support import free_port  # noqa: F401 - the web tests import it from here
 
 ROOT = Path(__file__).resolve().parents[2]
 

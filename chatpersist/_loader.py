@@ -1,0 +1,63 @@
+"""The history loader: message rows read by field name into `Message`s (which tell a
+live draft from an interrupted one), and the history sent back to a model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from ._clock import Clock
+from ._message import Message, build_message
+from ._schema import READ, Layout
+
+
+@dataclass(frozen=True)
+class Loader:
+    """Reads messages of one layout; a draft whose heartbeat is older than
+    `lease_seconds` (on `clock`) reads as interrupted, shown with `marker`."""
+
+    layout: Layout
+    clock: Clock
+    lease_seconds: float
+    marker: str
+
+    def select(self) -> sa.Select[*tuple[Any, ...]]:
+        """The query every read starts from (filter and order it)."""
+        return sa.select(*self.layout.read_columns())
+
+    def messages(self, rows: Iterable[sa.Row[*tuple[Any, ...]]]) -> list[Message]:
+        """Rows of `select()` as messages, all judged at the same moment."""
+        now = self.clock.now()
+        lease = timedelta(seconds=self.lease_seconds)
+        out = []
+        for row in rows:
+            values = {name: row._mapping[name] for name in READ}
+            if not self.layout.int_ids:
+                values["id"] = str(values["id"])
+            if not self.layout.int_session_ids:
+                values["session_id"] = str(values["session_id"])
+            out.append(build_message(**values, now=now, lease=lease, marker=self.marker))
+        return out
+
+
+def for_model(
+    history: Iterable[Message],
+    interrupted: Literal["keep", "drop"] = "keep",
+    before: str | int | None = None,
+) -> list[dict[str, str]]:
+    """The turns to send a model: live drafts left out, interrupted ones by choice
+    (never empty ones), and with `before` only what precedes that message id."""
+    if interrupted not in ("keep", "drop"):
+        raise ValueError("interrupted must be 'keep' or 'drop'")
+    out = []
+    for m in history:
+        if str(m.id) == str(before):
+            break
+        if m.live or (m.interrupted and (interrupted == "drop" or not m.content)):
+            continue
+        out.append({"role": m.role, "content": m.content})
+    return out
