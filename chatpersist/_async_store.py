@@ -119,6 +119,10 @@ class AsyncChatStore:
         """See `ChatStore.restart`."""
         return await asyncio.to_thread(self.sync.restart, message_id)
 
+    async def request_stop(self, message_id: str | int) -> bool:
+        """See `ChatStore.request_stop`."""
+        return await asyncio.to_thread(self.sync.request_stop, message_id)
+
     async def sweep(self) -> int:
         """See `ChatStore.sweep`."""
         return await asyncio.to_thread(self.sync.sweep)
@@ -128,6 +132,10 @@ class AsyncChatStore:
     async def get_message(self, message_id: str | int) -> Message:
         """See `ChatStore.get_message`."""
         return await asyncio.to_thread(self.sync.get_message, message_id)
+
+    async def read_from(self, message_id: str | int, offset: int) -> Message:
+        """See `ChatStore.read_from`."""
+        return await asyncio.to_thread(self.sync.read_from, message_id, offset)
 
     async def history(self, session_id: str | int) -> list[Message]:
         """See `ChatStore.history`."""

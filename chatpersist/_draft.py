@@ -114,6 +114,13 @@ class _DraftBase:
         return self._opened().superseded
 
     @property
+    def stop_requested(self) -> bool:
+        """A user asked to stop this answer (`ChatStore.request_stop`, from any worker):
+        stop streaming into it; `stream_into` and `chatpersist.asgi` do, ending it
+        'stopped'."""
+        return self._opened().stop_requested
+
+    @property
     def deleted(self) -> bool:
         """The message (or its session) was deleted: this draft stopped writing it."""
         return self._opened().deleted

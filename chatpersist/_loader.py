@@ -25,9 +25,18 @@ class Loader:
     lease_seconds: float
     marker: str
 
-    def select(self) -> sa.Select[*tuple[Any, ...]]:
-        """The query every read starts from (filter and order it)."""
-        return sa.select(*self.layout.read_columns())
+    def select(self, from_offset: int = 0) -> sa.Select[*tuple[Any, ...]]:
+        """The query every read starts from (filter and order it). With `from_offset`,
+        the content is read from that character on (a follower reads only what is new)."""
+        columns = self.layout.read_columns()
+        if from_offset:
+            content = self.layout.content
+            columns = [
+                sa.func.substr(content, from_offset + 1).label("content")
+                if c.name == "content" else c
+                for c in columns
+            ]  # fmt: skip
+        return sa.select(*columns)
 
     def messages(self, rows: Iterable[sa.Row[*tuple[Any, ...]]]) -> list[Message]:
         """Rows of `select()` as messages, all judged at the same moment."""

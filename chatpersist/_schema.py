@@ -102,6 +102,9 @@ FIELDS: tuple[Field, ...] = (
     # The fencing token of the draft's current writer: every write is guarded by it.
     Field("writer", sa.String(WRITER_LENGTH), draft_column="draft_writer", read=False,
           since="r0002"),
+    # When a user asked to stop the answer (from any worker); its writer reads it.
+    Field("stop_requested", Timestamp, draft_column="draft_stop_requested", read=False,
+          since="r0003"),
 )  # fmt: skip
 FIELD = {f.name: f for f in FIELDS}
 #: The facts a writer learns along the way, by name.
@@ -152,6 +155,7 @@ class Layout:
     output_tokens: sa.Column[int | None]
     error: sa.Column[str | None]
     writer: sa.Column[str | None]
+    stop_requested: sa.Column[datetime | None]
     #: Our own sessions table (create_session works), else None.
     sessions: sa.Table | None = None
     #: A table whose `id` a session id must exist in, and its column to touch once per draft.

@@ -67,6 +67,9 @@ class ChatStore(AuditMixin):
     tenacity wait policy); with a `journal` file, drafts that could not be written for
     `spill_after` seconds are appended (fsynced) to it and replayed when the database
     is back, at the next start, or by `recover()`.
+
+    A user's Stop may reach any worker (`request_stop`); the writer of each open draft
+    reads the requests every `stop_poll` seconds (one query for all its drafts).
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class ChatStore(AuditMixin):
         journal: str | os.PathLike[str] | None = None,
         spill_after: float = 10.0,
         retry_wait: Any = None,
+        stop_poll: float = 0.5,
     ) -> None:
         check_intervals(every_chunks, every_seconds)
         if lease_seconds <= 0:
@@ -118,6 +122,7 @@ class ChatStore(AuditMixin):
             journal=self._journal,
             spill_after=spill_after,
             retry_wait=retry_wait,
+            stop_poll=stop_poll,
         )
         if journal is not None:
             try:
@@ -328,10 +333,31 @@ class ChatStore(AuditMixin):
                 .where(L.id == L.msg_key(self._message_id(message_id)))
                 .values(
                     {L.content: "", L.status: STREAMING, L.finish_reason: "regenerating",
-                     L.error: None, L.seq: L.seq + 1}
+                     L.error: None, L.seq: L.seq + 1, L.stop_requested: None}
                 )
             )  # fmt: skip
         return self.get_message(message_id)
+
+    def request_stop(self, message_id: str | int) -> bool:
+        """A user's Stop, from any worker: recorded on the message, which its writer
+        (in whichever process) ends 'stopped' within `stop_poll` seconds, keeping all
+        its text. True when the answer was live (being written), else False."""
+        L = self.layout
+        mid = self._message_id(message_id)
+        now = self._stamp()
+        alive_since = to_db_time(self.clock.now() - timedelta(seconds=self.lease_seconds))
+        with self._tx(write=True) as conn:
+            result = conn.execute(
+                sa.update(L.messages)
+                .where(
+                    L.id == L.msg_key(mid),
+                    L.status == STREAMING,
+                    L.finish_reason.is_(None),
+                    L.updated_at >= alive_since,
+                )
+                .values({L.stop_requested: now})
+            )
+        return bool(result.rowcount)
 
     # -- reading --
 
@@ -341,6 +367,20 @@ class ChatStore(AuditMixin):
         mid = self._message_id(message_id)
         with self._tx() as conn:
             row = conn.execute(self.loader.select().where(L.id == L.msg_key(mid))).first()
+        if row is None:
+            raise UnknownMessage(mid)
+        return self.loader.messages([row])[0]
+
+    def read_from(self, message_id: str | int, offset: int) -> Message:
+        """The message with `content` holding only its text from character `offset` on
+        (empty past the end): a follower reads what it misses, not the whole answer."""
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise ValueError(f"offset must be a non-negative integer: {offset!r}")
+        L = self.layout
+        mid = self._message_id(message_id)
+        with self._tx() as conn:
+            query = self.loader.select(offset).where(L.id == L.msg_key(mid))
+            row = conn.execute(query).first()
         if row is None:
             raise UnknownMessage(mid)
         return self.loader.messages([row])[0]
@@ -418,7 +458,7 @@ class ChatStore(AuditMixin):
                     )
                     .values(
                         {L.writer: writer, L.seq: L.seq + 1, L.finish_reason: None,
-                         L.error: None, L.updated_at: now}
+                         L.error: None, L.updated_at: now, L.stop_requested: None}
                     )
                 )  # fmt: skip
                 row = conn.execute(

@@ -32,7 +32,7 @@ from starlette.types import Receive, Scope, Send
 from ._async_store import AsyncChatStore
 from ._draft import _DraftBase
 from ._errors import ChatPersistError, MessageConflict, UnknownMessage, UnknownSession
-from ._message import Message
+from ._fanout import FLUSH_CHANNEL, Hub, Position, end_payload, follow_events, parse_event_id
 from ._schema import MAX_INT, REASON_LENGTH
 from ._store import ChatStore
 from .providers import ProviderError, feed
@@ -48,8 +48,18 @@ MAX_SEQ = MAX_INT
 MAX_FINISH_REASON = REASON_LENGTH
 
 
-def sse(event: str, data: dict[str, Any]) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+#: How long a browser's EventSource waits before it reconnects (sent as `retry:`).
+RETRY_MS = 1000
+
+
+def sse(
+    event: str, data: dict[str, Any], id: str | None = None, retry: int | None = None
+) -> str:
+    """One server-sent event; `id` is what the client sends back as `Last-Event-ID`."""
+    head = f"retry: {retry}\n" if retry is not None else ""
+    if id is not None:
+        head += f"id: {id}\n"
+    return f"{head}event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 class _Disconnect:
@@ -138,15 +148,21 @@ class ChatStreams:
         self._background: set[asyncio.Task[None]] = set()
         # Answers being generated in this process, by message id (for `stop`).
         self._stops: dict[str, asyncio.Event] = {}
+        #: This process's answers in flight and their followers (see `_fanout`).
+        self.hub = Hub(self.astore)
 
-    def stop(self, message_id: str) -> bool:
-        """A user's Stop: end the answer being generated here as interrupted
-        ('stopped'), keeping its text. False when no such answer runs here."""
+    async def stop(self, message_id: str) -> bool:
+        """A user's Stop: end the answer as interrupted ('stopped'), keeping its text,
+        wherever it is being generated (this process at once; another worker within
+        its store's `stop_poll`). False when the answer is not being generated."""
         event = self._stops.get(message_id)
-        if event is None:
+        if event is not None:
+            event.set()
+            return True
+        try:
+            return await self.astore.request_stop(message_id)
+        except (UnknownMessage, ValueError):
             return False
-        event.set()
-        return True
 
     # -- answers --
 
@@ -179,10 +195,14 @@ class ChatStreams:
         draft = self.astore.draft(session_id, message_id=message_id)
         d = await draft.__aenter__()
         stop = self._stops[d.message_id] = asyncio.Event()
+        pos = self.hub.begin(d.message_id, d.text)
         failure: BaseException | None = None
         try:
-            yield sse("start", {"message_id": d.message_id, "session_id": session_id})
-            async for event in _pump(d, items, stop):
+            yield sse(
+                "start", {"message_id": d.message_id, "session_id": session_id},
+                pos.event_id, RETRY_MS,
+            )  # fmt: skip
+            async for event in _pump(d, items, stop, self.hub, pos):
                 yield event
         except BaseException as exc:  # the client left (cancelled, or closed at a yield)
             d.stop("disconnected" if client.gone else "cancelled")
@@ -192,11 +212,15 @@ class ChatStreams:
             # Shielded: the request's scope is cancelled once the client is gone, but
             # the final flush and closing the provider's stream must still happen.
             self._stops.pop(d.message_id, None)
+            ended: dict[str, Any] = {"message_id": d.message_id, "interrupted": True}
             with anyio.CancelScope(shield=True):
-                await draft.__aexit__(type(failure) if failure else None, failure, None)
-                await items.aclose()  # stops generation: the provider's connection closes
-        m = await self.astore.get_message(d.message_id)
-        yield sse("end", _end(m))
+                try:
+                    await draft.__aexit__(type(failure) if failure else None, failure, None)
+                    await items.aclose()  # stops generation: the provider's connection closes
+                    ended = end_payload(await self.astore.get_message(d.message_id))
+                finally:
+                    self.hub.end(d.message_id, ended)  # followers here get it too
+        yield sse("end", ended, pos.event_id)
 
     async def _finishing(
         self,
@@ -206,33 +230,40 @@ class ChatStreams:
         client: _Disconnect,
     ) -> AsyncIterator[str]:
         queue: asyncio.Queue[str | None] = asyncio.Queue()
-        opened: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        opened: asyncio.Future[tuple[str, Position]] = asyncio.get_running_loop().create_future()
 
         async def generate() -> None:
             items = _aiter(source)
             try:
                 async with self.astore.draft(session_id, message_id=message_id) as d:
-                    opened.set_result(d.message_id)
+                    pos = self.hub.begin(d.message_id, d.text)
+                    opened.set_result((d.message_id, Position(pos.offset, pos.crc)))
                     stop = self._stops[d.message_id] = asyncio.Event()
-                    async for event in _pump(d, items, stop):
+                    async for event in _pump(d, items, stop, self.hub, pos):
                         queue.put_nowait(event)
                 m = await self.astore.get_message(d.message_id)
-                queue.put_nowait(sse("end", _end(m)))
+                self.hub.end(d.message_id, end_payload(m))
+                queue.put_nowait(sse("end", end_payload(m), pos.event_id))
             except BaseException as exc:
                 if not opened.done():
                     opened.set_exception(exc)
                 raise
             finally:
                 if opened.done() and not opened.exception():
-                    self._stops.pop(opened.result(), None)
+                    mid = opened.result()[0]
+                    self._stops.pop(mid, None)
+                    if self.hub.local(mid) is not None:  # failed before its end
+                        self.hub.end(mid, {"message_id": mid, "interrupted": True})
                 await items.aclose()
                 queue.put_nowait(None)
 
         task = asyncio.create_task(generate())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        mid = await asyncio.shield(opened)
-        yield sse("start", {"message_id": mid, "session_id": session_id})
+        mid, start = await asyncio.shield(opened)
+        yield sse(
+            "start", {"message_id": mid, "session_id": session_id}, start.event_id, RETRY_MS
+        )
         # The client leaving ends only this loop; the task writes on to the end.
         while (event := await queue.get()) is not None:
             yield event
@@ -246,10 +277,18 @@ class ChatStreams:
 
     def follow(self, message_id: str, *, authorize: Authorize | None = None) -> Response:
         """Follow a message as it is written (another tab, another worker, policy
-        "finish"): `snapshot` {text, status}, then `delta` {text} as flushes land, then
-        `end` {status, finish_reason, interrupted}. Before the stream starts: 404 for an
-        unknown message, 403 when `authorize(request, session_id)` says no (the hook given
-        here, else the ChatStreams one; the request is the one the response answers)."""
+        "finish"): `snapshot` {text, status, live}, then `delta` {text} as it grows
+        (every delta at once when it is generated in this process; from another
+        process through PostgreSQL's NOTIFY, or as flushes land), then `end` {status,
+        finish_reason, interrupted, length}.
+
+        Every event has an `id:` naming the text the client then has; a client that
+        reconnects with it (`Last-Event-ID`, which EventSource sends by itself, or
+        `?last_event_id=`; `?offset=N` for N characters) gets a `delta` with exactly
+        the text after it instead of the snapshot, or the snapshot when the text was
+        rewritten meanwhile. Before the stream starts: 404 for an unknown message, 403
+        when `authorize(request, session_id)` says no (the hook given here, else the
+        ChatStreams one; the request is the one the response answers)."""
         check = self._hook(authorize, "follow")
 
         async def decide(request: Request) -> Response:
@@ -259,13 +298,31 @@ class ChatStreams:
                 return _problem(404, f"unknown message {message_id!r}")
             if not await _allowed(check, request, str(m.session_id)):
                 return _problem(403, "not your conversation")
-            return DraftStreamResponse(self._follow_events(message_id), _Disconnect())
+            q = request.query_params
+            given = (
+                request.headers.get("last-event-id") or q.get("last_event_id") or q.get("offset")
+            )
+            resume = parse_event_id(given)
+            if given is not None and resume is None:
+                return _problem(400, f"not an event id or offset: {given!r:.40}")
+            events = self._follow_events(str(m.id), resume)
+            return DraftStreamResponse(events, _Disconnect())
 
         return _Deferred(decide)
 
-    async def _follow_events(self, message_id: str) -> AsyncIterator[str]:
-        async for kind, payload in follow(self.store, message_id, poll=self.follow_poll):
-            yield sse(kind, payload)
+    async def _follow_events(
+        self, message_id: str, resume: tuple[int, int | None] | None
+    ) -> AsyncIterator[str]:
+        first = True
+        async for kind, payload, pos in follow_events(
+            self.hub, message_id, resume=resume, poll=self.follow_poll
+        ):
+            yield sse(kind, payload, pos.event_id, RETRY_MS if first else None)
+            first = False
+
+    async def aclose(self) -> None:
+        """Close the process's listener and publisher connections (at shutdown)."""
+        await self.hub.close()
 
     # -- client-held streams --
 
@@ -339,95 +396,47 @@ class ChatStreams:
 
 
 async def follow(
-    store: ChatStore | AsyncChatStore, message_id: str, *, poll: float = 0.25
+    store: ChatStore | AsyncChatStore,
+    message_id: str,
+    *,
+    poll: float = 0.25,
+    last_event_id: str | None = None,
 ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    """Events of a message as it is written: ("snapshot", ...), ("delta", ...) and a
-    final ("end", ...). Polls the row; on PostgreSQL, a NOTIFY from the writer wakes
-    it at once."""
+    """Events of a message as it is written: ("snapshot", ...) (or, from
+    `last_event_id`, a ("delta", ...) with what was missed), ("delta", ...) and a final
+    ("end", ...). Polls the row; on PostgreSQL, NOTIFY wakes it at once."""
     astore = store if isinstance(store, AsyncChatStore) else AsyncChatStore(store)
-    waiter = await _Notifications.open(astore.sync, poll)
+    hub = Hub(astore)
     try:
-        m = await astore.get_message(message_id)
-        yield "snapshot", {"text": m.content, "status": m.status, "live": m.live}
-        text = m.content
-        while m.live:
-            await waiter.wait(message_id)
-            m = await astore.get_message(message_id)
-            if m.content.startswith(text):
-                if len(m.content) > len(text):
-                    yield "delta", {"text": m.content[len(text) :]}
-            else:  # rewritten (regenerated): start over
-                yield "snapshot", {"text": m.content, "status": m.status, "live": m.live}
-            text = m.content
-        yield "end", _end(m)
+        resume = parse_event_id(last_event_id)
+        async for kind, payload, _ in follow_events(hub, message_id, resume=resume, poll=poll):
+            yield kind, payload
     finally:
-        await waiter.close()
+        await hub.close()
 
 
-class _Notifications:
-    """Wait for the next flush of a message: LISTEN on PostgreSQL, else a poll."""
-
-    def __init__(self, poll: float, conn: Any = None) -> None:
-        self.poll = poll
-        self.conn = conn
-
-    @classmethod
-    async def open(cls, store: ChatStore, poll: float) -> _Notifications:
-        if store.engine.dialect.name != "postgresql":
-            return cls(poll)
-        try:
-            import psycopg
-
-            url = store.engine.url.set(drivername="postgresql")
-            conninfo = url.render_as_string(hide_password=False)
-            conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
-            await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-            return cls(poll, conn)
-        except Exception:  # noqa: BLE001 - polling still works
-            return cls(poll)
-
-    async def wait(self, message_id: str) -> None:
-        if self.conn is None:
-            await asyncio.sleep(self.poll)
-            return
-        # A notification for this message, or the poll interval as a safety net.
-        async for note in self.conn.notifies(timeout=self.poll):
-            if message_id in note.payload.split(","):
-                return
-
-    async def close(self) -> None:
-        if self.conn is not None:
-            await self.conn.close()
-
-
-NOTIFY_CHANNEL = "chatpersist"
+NOTIFY_CHANNEL = FLUSH_CHANNEL
 
 
 async def _pump(
-    d: _DraftBase, items: AsyncIterator[Any], stop: asyncio.Event
+    d: _DraftBase, items: AsyncIterator[Any], stop: asyncio.Event, hub: Hub, pos: Position
 ) -> AsyncIterator[str]:
-    """Feed a draft from the provider; the SSE events for the client."""
+    """Feed a draft from the provider; the SSE events for the client (each with the
+    position it leaves the client at), and the same deltas for the followers here."""
     try:
         async for item in items:
             text = feed(d, item)
             if text:
-                yield sse("delta", {"text": text})
-            if stop.is_set():
+                hub.append(d.message_id, text)
+                pos.advance(text)
+                yield sse("delta", {"text": text}, pos.event_id)
+            if stop.is_set() or d.stop_requested:  # here, or from another worker
                 d.stop("stopped")
                 return
     except ProviderError as exc:
         d.set_error(str(exc))
         d.stop("provider_error")
-        yield sse("error", {"message": str(exc)})
-
-
-def _end(m: Message) -> dict[str, Any]:
-    return {
-        "message_id": m.id,
-        "status": m.status,
-        "finish_reason": m.finish_reason,
-        "interrupted": m.interrupted,
-    }
+        yield sse("error", {"message": str(exc)}, pos.event_id)
 
 
 def _problem(status: int, detail: str) -> JSONResponse:

@@ -19,9 +19,10 @@ from ._base import _call, log
 from ._schedule import _Scheduler
 from ._spill import _Spill
 from ._state import DraftState, _Job
+from ._stops import _Stops
 
 
-class Writer(_Scheduler, _Spill):
+class Writer(_Scheduler, _Stops, _Spill):
     def __init__(
         self,
         engine: Engine,
@@ -33,6 +34,7 @@ class Writer(_Scheduler, _Spill):
         journal: Journal | None = None,
         spill_after: float = 10.0,
         retry_wait: Any = None,
+        stop_poll: float = 0.5,
     ) -> None:
         super().__init__(
             engine=engine,
@@ -43,6 +45,7 @@ class Writer(_Scheduler, _Spill):
             journal=journal,
             spill_after=spill_after,
             retry_wait=retry_wait,
+            stop_poll=stop_poll,
         )
         self._thread: threading.Thread | None = None
 
@@ -197,10 +200,18 @@ class Writer(_Scheduler, _Spill):
                     if self._stopping and not self._drafts:
                         return
                     timeout = self._sleep_time()
+                    stops = self._stops_due_in(self._clock.monotonic())
+                    if stops is not None:
+                        timeout = stops if timeout is None else min(timeout, stops)
+                        if stops == 0.0:
+                            break
                     self._waiting = True
                     self._cond.wait(timeout)
                     self._waiting = False
                     jobs = self._collect()
+            self._check_stops()
+            if not jobs:
+                continue
             try:
                 self._flush(jobs)
             except Exception:  # noqa: BLE001 - the writer must outlive any fault

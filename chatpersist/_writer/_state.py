@@ -54,6 +54,8 @@ class DraftState:
         self.superseded = False
         #: The row was deleted (by the app); this draft stopped writing it.
         self.deleted = False
+        # A user asked to stop it, from any worker (see `_stops`).
+        self.stop_requested = False
         # False once text went to the journal instead: the row is behind, so the next
         # database write must be a whole one.
         self.row_in_sync = True

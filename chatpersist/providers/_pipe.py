@@ -75,6 +75,10 @@ def stream_into(
     with store.draft(session_id, message_id=message_id) as d, _provider_failure(d):
         for item in source:
             _record(d, item, on_text)
+            if d.stop_requested:  # a user's Stop, from any worker
+                d.stop("stopped")
+                _close(source)
+                break
     return store.get_message(d.message_id)
 
 
@@ -91,7 +95,26 @@ async def astream_into(
         with _provider_failure(d):
             async for item in _aiter(source):
                 _record(d, item, on_text)
+                if d.stop_requested:  # a user's Stop, from any worker
+                    d.stop("stopped")
+                    await _aclose(source)
+                    break
     return await store.aget_message(d.message_id)
+
+
+def _close(source: object) -> None:
+    """Stop a generator (a provider's stream closes its connection: generation stops)."""
+    close = getattr(source, "close", None)
+    if callable(close):
+        close()
+
+
+async def _aclose(source: object) -> None:
+    close = getattr(source, "aclose", None) or getattr(source, "close", None)
+    if callable(close):
+        result = close()
+        if hasattr(result, "__await__"):
+            await result
 
 
 async def _aiter(source: AsyncIterable[Any] | Iterable[Any]) -> AsyncGenerator[Any, None]:

@@ -102,11 +102,20 @@ def create_app(
             )  # fmt: skip
         yield
         await streams.wait_background()
+        await streams.aclose()
         await store.close()  # final flush of anything still open
         if fake is not None:
             fake.stop()
 
     app = FastAPI(lifespan=lifespan)
+
+    @app.middleware("http")
+    async def served_by(request: Request, call_next: Any) -> Response:
+        # Which worker answered: behind `--workers N`, a follow or a Stop may land on
+        # any of them (chatpersist makes that work; this header lets you see it).
+        response: Response = await call_next(request)
+        response.headers["x-webchat-worker"] = str(os.getpid())
+        return response
     # Signs the identity cookies. A random one per process: identities reset when the
     # server restarts, unless WEBCHAT_SECRET (or `secret`) keeps it.
     app.state.secret = (secret or os.environ.get("WEBCHAT_SECRET") or secrets.token_hex(32)).encode()
@@ -189,7 +198,7 @@ def create_app(
     @api.post("/messages/{message_id}/stop")
     async def stop(message_id: str, user: User) -> dict[str, bool]:
         check(user, (await store.get_message(message_id)).session_id)
-        return {"stopped": streams.stop(message_id)}
+        return {"stopped": await streams.stop(message_id)}  # from any worker
 
     @api.get("/messages/{message_id}/follow")
     async def follow(message_id: str) -> Response:
@@ -204,6 +213,18 @@ def create_app(
     return app
 
 
+def app_from_env() -> FastAPI:
+    """The app for `uvicorn --factory` (each worker builds its own), set up by the
+    WEBCHAT_* variables that `main` sets for `--workers`."""
+    env = os.environ
+    return create_app(
+        env["WEBCHAT_DB"], provider=env.get("WEBCHAT_PROVIDER", "fake"),
+        base_url=env.get("WEBCHAT_BASE_URL"), model=env.get("WEBCHAT_MODEL"),
+        policy=env.get("WEBCHAT_POLICY", "cancel"),
+        fake_delay=float(env.get("WEBCHAT_FAKE_DELAY", "0.05")),
+    )  # fmt: skip
+
+
 def main() -> None:
     import uvicorn
 
@@ -216,12 +237,28 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--fake-delay", type=float, default=0.05)
+    ap.add_argument("--workers", type=int, default=1, help="worker processes (PostgreSQL)")
     args = ap.parse_args()
+    print(f"chat page: http://{args.host}:{args.port}/", flush=True)
+    if args.workers > 1:
+        # Every worker signs identities with the same secret, so any of them can
+        # serve any request of a user.
+        os.environ.setdefault("WEBCHAT_SECRET", secrets.token_hex(32))
+        os.environ.update(
+            WEBCHAT_DB=args.db, WEBCHAT_PROVIDER=args.provider, WEBCHAT_POLICY=args.policy,
+            WEBCHAT_FAKE_DELAY=str(args.fake_delay),
+            **{k: v for k, v in (("WEBCHAT_BASE_URL", args.base_url),
+                                 ("WEBCHAT_MODEL", args.model)) if v},
+        )  # fmt: skip
+        uvicorn.run(
+            "examples.webchat.app:app_from_env", factory=True, workers=args.workers,
+            host=args.host, port=args.port, timeout_graceful_shutdown=2, log_level="warning",
+        )  # fmt: skip
+        return
     app = create_app(
         args.db, provider=args.provider, base_url=args.base_url, model=args.model,
         policy=args.policy, fake_delay=args.fake_delay,
     )  # fmt: skip
-    print(f"chat page: http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, timeout_graceful_shutdown=2, log_level="warning")
 
 
