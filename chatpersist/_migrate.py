@@ -7,15 +7,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
 from . import _ddl
 from ._errors import MigrationsMissing
 
+# alembic is imported when a migration runs, not with chatpersist (a third of its
+# import time): most processes only read and write drafts.
 if TYPE_CHECKING:
+    from alembic.config import Config
+
     from ._retrofit import MessagesTable
     from ._schema import Layout
 
@@ -37,6 +38,8 @@ def script_location(retrofit: bool = False) -> str:
 
 
 def config(engine: Engine, table: MessagesTable | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", script_location(retrofit=table is not None))
     cfg.attributes["engine"] = engine
@@ -50,6 +53,8 @@ def upgrade(
     """Upgrade to `revision`. A migration a crash left half done (on MariaDB/MySQL each
     DDL statement commits by itself) is finished: its steps check the live schema first.
     Returns one message per such migration (each is also logged as a warning)."""
+    from alembic import command
+
     with _ddl.collect() as notes:
         command.upgrade(config(engine, table), revision)
     return notes
@@ -59,12 +64,16 @@ def downgrade(
     engine: Engine, revision: str = "base", table: MessagesTable | None = None
 ) -> list[str]:
     """Downgrade to `revision`; like `upgrade`, finishes a half-done downgrade."""
+    from alembic import command
+
     with _ddl.collect() as notes:
         command.downgrade(config(engine, table), revision)
     return notes
 
 
 def current(engine: Engine, table: MessagesTable | None = None) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     opts = {"version_table": VERSION_TABLE if table is None else table.version_table}
     if table is not None and table.schema:
         opts["version_table_schema"] = table.schema
