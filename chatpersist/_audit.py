@@ -90,27 +90,34 @@ class AuditMixin:
         def history(self, session_id: str | int) -> list[Message]: ...
 
     def sessions(self, limit: int | None = None) -> list[SessionInfo]:
-        """Sessions, most recently active first, with message and interruption counts."""
+        """Sessions, most recently active first, with message and interruption counts
+        (counted in the database: no message text is read)."""
         L = self.layout
-        by_session: dict[str, list[Message]] = {}
-        for m in self._messages(None):
-            by_session.setdefault(str(m.session_id), []).append(m)
-        infos: dict[str, SessionInfo] = {}
-        if L.sessions is not None:
-            with self._tx() as conn:
-                rows = conn.execute(sa.select(L.sessions)).all()
-            for r in rows:
-                msgs = by_session.get(str(r.id), [])
-                infos[str(r.id)] = SessionInfo(
-                    str(r.id), r.title, _aware(r.created_at), _aware(r.updated_at),
-                    len(msgs), sum(m.interrupted for m in msgs),
-                )  # fmt: skip
-        for sid, msgs in by_session.items():
+        created = L.created_at if L.created_at is not None else L.updated_at
+        beat = sa.func.coalesce(L.updated_at, created)
+        counts = sa.select(
+            L.session_id.label("sid"),
+            sa.func.count().label("messages"),
+            sa.func.sum(sa.case((self.loader.interrupted(), 1), else_=0)).label("cut"),
+            sa.func.min(created).label("first"),
+            sa.func.max(beat).label("last"),
+        ).group_by(L.session_id)
+        with self._tx() as conn:
+            rows = conn.execute(counts).all()
+            by_session = {str(r.sid): r for r in rows}
+            infos: dict[str, SessionInfo] = {}
+            if L.sessions is not None:
+                for r in conn.execute(sa.select(L.sessions)).all():
+                    c = by_session.get(str(r.id))
+                    infos[str(r.id)] = SessionInfo(
+                        str(r.id), r.title, _aware(r.created_at), _aware(r.updated_at),
+                        int(c.messages) if c else 0, int(c.cut or 0) if c else 0,
+                    )  # fmt: skip
+        for sid, c in by_session.items():
             if sid not in infos:
                 infos[sid] = SessionInfo(
-                    sid, None, msgs[0].created_at, max(m.updated_at for m in msgs),
-                    len(msgs), sum(m.interrupted for m in msgs),
-                )  # fmt: skip
+                    sid, None, _aware(c.first), _aware(c.last), int(c.messages), int(c.cut or 0)
+                )
         out = sorted(infos.values(), key=lambda s: s.updated_at or _EPOCH, reverse=True)
         return out[:limit] if limit is not None else out
 
@@ -121,16 +128,23 @@ class AuditMixin:
         reason: str | None = None,
     ) -> list[Message]:
         """Interrupted answers (newest first), optionally since a time, in one session,
-        or with one finish_reason (None matches an expired lease: 'lease_expired')."""
-        now = self.clock.now()
-        cutoff = _cutoff(since, now)
-        found = [
-            m
-            for m in self._messages(session_id, status=STREAMING)
-            if m.interrupted and (cutoff is None or m.created_at >= cutoff)
-        ]
-        if reason is not None:
-            found = [m for m in found if (m.finish_reason or "lease_expired") == reason]
+        or with one finish_reason (None matches an expired lease: 'lease_expired').
+        Selected in the database by the same rule as `Message.interrupted`."""
+        L = self.layout
+        query = self.loader.select().where(self.loader.interrupted())
+        cutoff = _cutoff(since, self.clock.now())
+        created = L.created_at if L.created_at is not None else L.updated_at
+        if cutoff is not None:
+            query = query.where(created >= to_db_time(cutoff))
+        if session_id is not None:
+            query = query.where(L.session_id == L.session_key(session_id))
+        if reason == "lease_expired":
+            query = query.where(L.finish_reason.is_(None))
+        elif reason is not None:
+            query = query.where(L.finish_reason == reason)
+        with self._tx() as conn:
+            rows = conn.execute(query.order_by(*L.order())).all()
+        found = [m for m in self.loader.messages(rows) if m.interrupted]
         return sorted(found, key=lambda m: m.created_at, reverse=True)
 
     def audit_stats(self, since: timedelta | datetime | None = None) -> list[StatRow]:

@@ -11,8 +11,8 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from ._clock import Clock
-from ._message import Message, build_message
-from ._schema import READ, Layout
+from ._message import Message, build_message, to_db_time
+from ._schema import READ, STREAMING, Layout
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,20 @@ class Loader:
                 for c in columns
             ]  # fmt: skip
         return sa.select(*columns)
+
+    def interrupted(self) -> sa.ColumnElement[bool]:
+        """The rule of `Message.interrupted` in SQL (for queries that count or filter
+        without reading the rows): streaming, and either ended abnormally (a
+        finish_reason) or its heartbeat older than the lease."""
+        L = self.layout
+        cutoff = to_db_time(self.clock.now() - timedelta(seconds=self.lease_seconds))
+        beat: Any = L.updated_at
+        if L.created_at is not None:
+            beat = sa.func.coalesce(L.updated_at, L.created_at)
+        return sa.and_(
+            L.status == STREAMING,
+            sa.or_(L.finish_reason.is_not(None), beat.is_(None), beat < cutoff),
+        )
 
     def messages(self, rows: Iterable[sa.Row[*tuple[Any, ...]]]) -> list[Message]:
         """Rows of `select()` as messages, all judged at the same moment."""
