@@ -62,6 +62,22 @@ def sse(
     return f"{head}event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
+#: One event of an answer: its kind, its data, and the `id:` naming the text the
+#: client then has (see `chatpersist._fanout.Position`).
+Event = tuple[str, dict[str, Any], str]
+
+
+async def _as_sse(events: AsyncIterator[Event]) -> AsyncIterator[str]:
+    """chatpersist's own SSE format (the first event carries the `retry:` hint)."""
+    retry: int | None = RETRY_MS
+    try:
+        async for kind, data, event_id in events:
+            yield sse(kind, data, event_id, retry)
+            retry = None
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
 class _Disconnect:
     """Set by the response when the client goes away, before it cancels the stream."""
 
@@ -178,11 +194,21 @@ class ChatStreams:
         into a draft. Events: `start` {message_id}, `delta` {text}, `end` {status,
         finish_reason}, `error` {message}."""
         client = _Disconnect()
+        events = self._events(session_id, source, message_id, policy, client)
+        return DraftStreamResponse(_as_sse(events), client)
+
+    def _events(
+        self,
+        session_id: str,
+        source: AsyncIterable[Any] | Iterable[Any],
+        message_id: str | None,
+        policy: Policy | None,
+        client: _Disconnect,
+    ) -> AsyncIterator[Event]:
+        """The answer's events, whatever protocol the client speaks."""
         if (policy or self.policy) == "finish":
-            body = self._finishing(session_id, source, message_id, client)
-        else:
-            body = self._cancelling(session_id, source, message_id, client)
-        return DraftStreamResponse(body, client)
+            return self._finishing(session_id, source, message_id, client)
+        return self._cancelling(session_id, source, message_id, client)
 
     async def _cancelling(
         self,
@@ -190,7 +216,7 @@ class ChatStreams:
         source: AsyncIterable[Any] | Iterable[Any],
         message_id: str | None,
         client: _Disconnect,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncIterator[Event]:
         items = _aiter(source)
         draft = self.astore.draft(session_id, message_id=message_id)
         d = await draft.__aenter__()
@@ -198,10 +224,7 @@ class ChatStreams:
         pos = self.hub.begin(d.message_id, d.text)
         failure: BaseException | None = None
         try:
-            yield sse(
-                "start", {"message_id": d.message_id, "session_id": session_id},
-                pos.event_id, RETRY_MS,
-            )  # fmt: skip
+            yield "start", {"message_id": d.message_id, "session_id": session_id}, pos.event_id
             async for event in _pump(d, items, stop, self.hub, pos):
                 yield event
         except BaseException as exc:  # the client left (cancelled, or closed at a yield)
@@ -220,7 +243,7 @@ class ChatStreams:
                     ended = end_payload(await self.astore.get_message(d.message_id))
                 finally:
                     self.hub.end(d.message_id, ended)  # followers here get it too
-        yield sse("end", ended, pos.event_id)
+        yield "end", ended, pos.event_id
 
     async def _finishing(
         self,
@@ -228,8 +251,8 @@ class ChatStreams:
         source: AsyncIterable[Any] | Iterable[Any],
         message_id: str | None,
         client: _Disconnect,
-    ) -> AsyncIterator[str]:
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
+    ) -> AsyncIterator[Event]:
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
         opened: asyncio.Future[tuple[str, Position]] = asyncio.get_running_loop().create_future()
 
         async def generate() -> None:
@@ -243,7 +266,7 @@ class ChatStreams:
                         queue.put_nowait(event)
                 m = await self.astore.get_message(d.message_id)
                 self.hub.end(d.message_id, end_payload(m))
-                queue.put_nowait(sse("end", end_payload(m), pos.event_id))
+                queue.put_nowait(("end", end_payload(m), pos.event_id))
             except BaseException as exc:
                 if not opened.done():
                     opened.set_exception(exc)
@@ -261,9 +284,7 @@ class ChatStreams:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         mid, start = await asyncio.shield(opened)
-        yield sse(
-            "start", {"message_id": mid, "session_id": session_id}, start.event_id, RETRY_MS
-        )
+        yield "start", {"message_id": mid, "session_id": session_id}, start.event_id
         # The client leaving ends only this loop; the task writes on to the end.
         while (event := await queue.get()) is not None:
             yield event
@@ -420,7 +441,7 @@ NOTIFY_CHANNEL = FLUSH_CHANNEL
 
 async def _pump(
     d: _DraftBase, items: AsyncIterator[Any], stop: asyncio.Event, hub: Hub, pos: Position
-) -> AsyncIterator[str]:
+) -> AsyncIterator[Event]:
     """Feed a draft from the provider; the SSE events for the client (each with the
     position it leaves the client at), and the same deltas for the followers here."""
     try:
@@ -429,14 +450,14 @@ async def _pump(
             if text:
                 hub.append(d.message_id, text)
                 pos.advance(text)
-                yield sse("delta", {"text": text}, pos.event_id)
+                yield "delta", {"text": text}, pos.event_id
             if stop.is_set() or d.stop_requested:  # here, or from another worker
                 d.stop("stopped")
                 return
     except ProviderError as exc:
         d.set_error(str(exc))
         d.stop("provider_error")
-        yield sse("error", {"message": str(exc)}, pos.event_id)
+        yield "error", {"message": str(exc)}, pos.event_id
 
 
 def _problem(status: int, detail: str) -> JSONResponse:
