@@ -1,4 +1,5 @@
-"""The package's layers, read from its source: core < providers < recovery < asgi, cli.
+"""The package's layers, read from its source: core < providers < recovery < asgi, cli
+< aisdk.
 
 A module may import its own layer or a lower one, never a higher one, and no import
 cycle may run between modules (imports under TYPE_CHECKING and inside functions
@@ -24,6 +25,8 @@ def layer(module: str) -> tuple[int, str]:
         return 2, "recovery"
     if top in ("asgi", "cli"):
         return 3, top
+    if top == "aisdk":  # the AI SDK's protocol, over chatpersist.asgi
+        return 4, top
     return 0, "core"
 
 
