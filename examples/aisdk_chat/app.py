@@ -44,9 +44,12 @@ def create_app(
     model: str | None = None,
     fake_delay: float = 0.05,
     lease_seconds: float = 30.0,
+    policy: str = "finish",
 ) -> Starlette:
     store = AsyncChatStore(db_url, lease_seconds=lease_seconds)
-    streams = ChatStreams(store, authorize=authorize)
+    # "finish": an answer goes on when its page goes away (switched, reloaded, offline),
+    # and `resume: true` finds it; Stop is the user's way to end it.
+    streams = ChatStreams(store, authorize=authorize, policy=policy)  # type: ignore[arg-type]
     state: dict[str, Any] = {}
 
     @asynccontextmanager
@@ -108,10 +111,11 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--fake-delay", type=float, default=0.05)
     ap.add_argument("--lease-seconds", type=float, default=30.0)
+    ap.add_argument("--policy", choices=["finish", "cancel"], default="finish")
     args = ap.parse_args()
     app = create_app(
         args.db, base_url=args.base_url, model=args.model, fake_delay=args.fake_delay,
-        lease_seconds=args.lease_seconds,
+        lease_seconds=args.lease_seconds, policy=args.policy,
     )  # fmt: skip
     print(f"chat page: http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, timeout_graceful_shutdown=2, log_level="warning")
