@@ -29,6 +29,7 @@ PUBLIC = {
     ],
     "chatpersist.testing": ["ManualClock", "OffsetClock"],
     "chatpersist.cli": ["cli", "main"],
+    "chatpersist.aisdk": ["HEADERS", "UIChat", "ui_chunks", "ui_message"],
     "chatpersist.asgi": [
         "NOTIFY_CHANNEL", "Authorize", "ChatStreams", "DraftStreamResponse", "follow",
     ],
