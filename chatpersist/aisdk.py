@@ -74,10 +74,17 @@ async def ui_chunks(events: AsyncIterator[Event] | AsyncIterator[Any]) -> AsyncI
     UI message stream: start, start-step, text-start/delta/end, finish-step, finish,
     then the terminator."""
     started_text = False
+    # An `error` chunk ends useChat's reading: held until after `finish`, so the
+    # message still gets its end (its text part done, its metadata) before it.
+    errors: list[str] = []
     try:
         async for kind, data, *_ in events:
             if kind == "start":
-                yield _chunk({"type": "start", "messageId": str(data["message_id"])})
+                metadata = {"status": "streaming", "interrupted": False, "live": True}
+                yield _chunk(
+                    {"type": "start", "messageId": str(data["message_id"]),
+                     "messageMetadata": metadata}
+                )  # fmt: skip
                 yield _chunk({"type": "start-step"})
             elif kind in ("delta", "snapshot"):
                 if not data.get("text"):
@@ -87,7 +94,7 @@ async def ui_chunks(events: AsyncIterator[Event] | AsyncIterator[Any]) -> AsyncI
                     started_text = True
                 yield _chunk({"type": "text-delta", "id": _TEXT, "delta": data["text"]})
             elif kind == "error":
-                yield _chunk({"type": "error", "errorText": str(data.get("message"))})
+                errors.append(str(data.get("message")))
             elif kind == "end":
                 if started_text:
                     yield _chunk({"type": "text-end", "id": _TEXT})
@@ -100,10 +107,13 @@ async def ui_chunks(events: AsyncIterator[Event] | AsyncIterator[Any]) -> AsyncI
                     "status": data.get("status"),
                     "finishReason": reason,
                     "interrupted": bool(data.get("interrupted")),
+                    "live": False,
                 }
                 yield _chunk(
                     {"type": "finish", "finishReason": finish, "messageMetadata": metadata}
                 )
+        for error in errors:
+            yield _chunk({"type": "error", "errorText": error})
         yield "data: [DONE]\n\n"
     finally:
         await events.aclose()  # type: ignore[union-attr]
