@@ -221,90 +221,171 @@ async def follow_events(
     """The events of a message for one follower: ("snapshot", {text, ...}) or, resumed,
     ("delta", {text}) with what it missed; then ("delta", {text}) as the answer grows,
     and a final ("end", ...). Each comes with the position it leaves the client at."""
-    store = hub.store
+    f = _Follower(hub, message_id, poll)
     sub = await hub.subscribe(message_id)  # before reading: nothing published is missed
+    f.sub = sub
     try:
-        live = hub.local(message_id)
+        async for event in f.run(resume):
+            yield event
+    finally:
+        hub.unsubscribe(message_id, f.sub)
+
+
+class _Follower:
+    """One follower's state: its position, the last characters it has (to check the
+    stored text is still its own), and the deltas that arrived ahead of it."""
+
+    def __init__(self, hub: Hub, message_id: str, poll: float) -> None:
+        self.hub, self.store, self.mid, self.poll = hub, hub.store, message_id, poll
+        self.sub = Subscriber()
+        self.pos = Position()
+        self.tail = ""
+        self.ahead: dict[int, str] = {}
+
+    def _have(self, text: str) -> None:
+        self.pos, self.tail = Position.of(text), text[-_OVERLAP:]
+
+    def _advance(self, piece: str) -> tuple[str, dict[str, Any], Position]:
+        self.pos.advance(piece)
+        self.tail = (self.tail + piece)[-_OVERLAP:]
+        return "delta", {"text": piece}, self.pos
+
+    async def _next(self) -> Event:
+        # With PostgreSQL's listener up, notices wake it; the poll is a safety net.
+        wait = max(self.poll, 5.0) if self.hub.listening else self.poll
+        try:
+            return await asyncio.wait_for(self.sub.queue.get(), wait)
+        except TimeoutError:
+            return Event("flushed", -1, None)
+
+    async def run(
+        self, resume: tuple[int, int | None] | None
+    ) -> AsyncIterator[tuple[str, dict[str, Any], Position]]:
+        live = self.hub.local(self.mid)
         m: Message | None = None
         if live is not None:
             text, ended = live.text, live.ended
         else:
-            m = await store.get_message(message_id)
+            m = await self.store.get_message(self.mid)
             text, ended = m.content, None
-        pos = Position.of(text)
+            if resume is not None and m.live and resume[0] > len(text):
+                # The client is ahead of the last flush (it had the deltas from the
+                # generating process): wait until this process has its text too.
+                text, m = await self._catch_up(text, m, resume[0])
         missed = resume_from(text, resume)
+        self._have(text)
         if missed is None:
-            yield "snapshot", _snapshot(text, m), pos
+            yield "snapshot", _snapshot(text, m), self.pos
         elif missed:
-            yield "delta", {"text": missed}, pos
+            self._have(text[: len(text) - len(missed)])
+            yield self._advance(missed)
         if ended is not None:
-            yield "end", ended, pos
+            yield "end", ended, self.pos
             return
         if m is not None and not m.live:
-            yield "end", end_payload(m), pos
+            async for ended_event in self._finish():
+                yield ended_event
             return
-        tail = text[-_OVERLAP:]
-        # Deltas that arrived ahead of what this follower has (by start offset).
-        ahead: dict[int, str] = {}
         while True:
-            # With PostgreSQL's listener up, notices wake it; the poll is a safety net.
-            wait = max(poll, 5.0) if hub.listening else poll
-            try:
-                event = await asyncio.wait_for(sub.queue.get(), wait)
-            except TimeoutError:
-                event = Event("flushed", -1, None)
-            if event.kind == "end":
-                if pos.offset < _length(event):  # a gap: read it
-                    m = await store.read_from(message_id, pos.offset)
-                    if m.content:
-                        pos.advance(m.content)
-                        yield "delta", {"text": m.content}, pos
-                yield "end", event.payload, pos
+            event = await self._next()
+            if event.kind == "end":  # generated here: every delta came before it
+                for piece in _chain(self.ahead, self.pos):
+                    yield self._advance(piece)
+                if self.pos.offset < _length(event):  # a gap: read it
+                    rest = await self.store.read_from(self.mid, self.pos.offset)
+                    if rest.content:
+                        yield self._advance(rest.content)
+                yield "end", event.payload, self.pos
                 return
             if event.kind == "delta":
-                ahead[event.start] = event.payload
-            elif event.kind == "lagging" or len(ahead) > QUEUE_LIMIT:
-                hub.unsubscribe(message_id, sub)
-                sub = await hub.subscribe(message_id)
-                ahead.clear()
-                m = await store.get_message(message_id)
-                pos, tail = Position.of(m.content), m.content[-_OVERLAP:]
-                yield "snapshot", _snapshot(m.content, m), pos
-                if not m.live:
-                    yield "end", end_payload(m), pos
+                self.ahead[event.start] = event.payload
+            elif event.kind == "lagging" or len(self.ahead) > QUEUE_LIMIT:
+                async for e in self._resync():
+                    yield e
+                if self._ended:
                     return
                 continue
-            # What the queue holds in order, then (after a flush or a quiet poll) the
-            # database from this follower's offset.
-            for piece in _chain(ahead, pos):
-                pos.advance(piece)
-                tail = (tail + piece)[-_OVERLAP:]
-                yield "delta", {"text": piece}, pos
-            if event.kind == "flushed" and hub.local(message_id) is None:
-                back = min(len(tail), pos.offset)
-                m = await store.read_from(message_id, pos.offset - back)
-                if not m.content.startswith(tail[len(tail) - back :]):
-                    # Not the text this follower had (regenerated): send it whole.
-                    full = await store.get_message(message_id)
-                    pos, tail = Position.of(full.content), full.content[-_OVERLAP:]
-                    ahead.clear()
-                    yield "snapshot", _snapshot(full.content, full), pos
-                    m = full
-                else:
-                    new = m.content[back:]
-                    if new:
-                        pos.advance(new)
-                        tail = (tail + new)[-_OVERLAP:]
-                        yield "delta", {"text": new}, pos
-                    for piece in _chain(ahead, pos):
-                        pos.advance(piece)
-                        tail = (tail + piece)[-_OVERLAP:]
-                        yield "delta", {"text": piece}, pos
-                if not m.live:
-                    yield "end", end_payload(m), pos
+            for piece in _chain(self.ahead, self.pos):
+                yield self._advance(piece)
+            if event.kind == "flushed" and self.hub.local(self.mid) is None:
+                done = False
+                async for e in self._read_new():
+                    if e[0] == "end":
+                        done = True
+                    yield e
+                if done:
                     return
-    finally:
-        hub.unsubscribe(message_id, sub)
+
+    _ended = False
+
+    async def _catch_up(self, text: str, m: Message, offset: int) -> tuple[str, Message]:
+        """The stored text (with the deltas seen since) once it reaches `offset`, or
+        once the answer ended."""
+        base = Position.of(text)
+        while len(text) < offset and m.live:
+            event = await self._next()
+            if event.kind == "delta":
+                self.ahead[event.start] = event.payload
+                probe = Position(base.offset, base.crc)
+                pieces = _chain(dict(self.ahead), probe)
+                if len(text) + sum(map(len, pieces)) >= offset:
+                    return text + "".join(pieces), m
+            elif event.kind in ("flushed", "end", "lagging"):
+                m = await self.store.get_message(self.mid)
+                text, base = m.content, Position.of(m.content)
+        return text, m
+
+    async def _read_new(self) -> AsyncIterator[tuple[str, dict[str, Any], Position]]:
+        """After a flush or a quiet poll: the stored text past this follower's position,
+        read by suffix, checked against the characters it has before it."""
+        back = min(len(self.tail), self.pos.offset)
+        m = await self.store.read_from(self.mid, self.pos.offset - back)
+        have = self.tail[len(self.tail) - back :]
+        if len(m.content) >= back:
+            if not m.content.startswith(have):  # not this follower's text: rewritten
+                async for e in self._resync():
+                    yield e
+                return
+            new = m.content[back:]
+            if new:
+                yield self._advance(new)
+            for piece in _chain(self.ahead, self.pos):
+                yield self._advance(piece)
+        elif not have.startswith(m.content):  # behind this follower, and different
+            async for e in self._resync():
+                yield e
+            return
+        if not m.live:
+            async for e in self._finish():
+                yield e
+
+    async def _finish(self) -> AsyncIterator[tuple[str, dict[str, Any], Position]]:
+        """The answer ended: make sure this follower has exactly the stored text (one
+        full read), then its end."""
+        full = await self.store.get_message(self.mid)
+        had = full.content[: self.pos.offset]
+        if len(had) < self.pos.offset or Position.of(had) != self.pos:
+            self._have(full.content)
+            yield "snapshot", _snapshot(full.content, full), self.pos
+        elif len(full.content) > self.pos.offset:
+            yield self._advance(full.content[self.pos.offset :])
+        self._ended = True
+        yield "end", end_payload(full), self.pos
+
+    async def _resync(self) -> AsyncIterator[tuple[str, dict[str, Any], Position]]:
+        """Start over from the database: a snapshot (a follower that fell behind, or
+        a text rewritten under it)."""
+        self.hub.unsubscribe(self.mid, self.sub)
+        self.sub = await self.hub.subscribe(self.mid)
+        self.ahead.clear()
+        live = self.hub.local(self.mid)
+        full = await self.store.get_message(self.mid)
+        text = live.text if live is not None else full.content
+        self._have(text)
+        yield "snapshot", _snapshot(text, None if live is not None else full), self.pos
+        if live is None and not full.live:
+            self._ended = True
+            yield "end", end_payload(full), self.pos
 
 
 def _length(event: Event) -> int:

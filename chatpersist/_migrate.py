@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,12 +54,44 @@ def upgrade(
 ) -> list[str]:
     """Upgrade to `revision`. A migration a crash left half done (on MariaDB/MySQL each
     DDL statement commits by itself) is finished: its steps check the live schema first.
-    Returns one message per such migration (each is also logged as a warning)."""
+    Processes that migrate at once (the workers of one app starting together) take
+    turns. Returns one message per half-done migration (each is also logged)."""
     from alembic import command
 
-    with _ddl.collect() as notes:
+    with _exclusive(engine), _ddl.collect() as notes:
         command.upgrade(config(engine, table), revision)
     return notes
+
+
+# A key of our own for the database's application lock (PostgreSQL takes a bigint).
+_LOCK_KEY = 0x63686174_70657273  # "chatpers"
+_LOCK_NAME = "chatpersist_migrate"
+
+
+@contextmanager
+def _exclusive(engine: Engine) -> Iterator[None]:
+    """Hold the database's application lock while migrating: without it, workers
+    starting together race to create the version table and all but one fail."""
+    name = engine.dialect.name
+    if name not in ("postgresql", "mysql", "mariadb"):
+        yield  # SQLite: DDL takes the database's write lock anyway
+        return
+    with engine.connect() as conn:
+        if name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({_LOCK_KEY})")
+        else:
+            got = conn.exec_driver_sql(f"SELECT GET_LOCK('{_LOCK_NAME}', 600)").scalar()
+            if got != 1:
+                raise TimeoutError("another process has been migrating for 10 minutes")
+        conn.commit()
+        try:
+            yield
+        finally:
+            if name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_LOCK_KEY})")
+            else:
+                conn.exec_driver_sql(f"SELECT RELEASE_LOCK('{_LOCK_NAME}')")
+            conn.commit()
 
 
 def downgrade(

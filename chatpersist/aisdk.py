@@ -195,11 +195,15 @@ class UIChat:
         return JSONResponse([ui_message(m) for m in history])
 
     async def stop(self, request: Request) -> Response:
-        """POST `{chat_id}/messages/{message_id}/stop`: a user's Stop, from any worker."""
+        """POST `{chat_id}/messages/{message_id}/stop`: a user's Stop, from any worker;
+        answers once the answer has ended, with it as a `UIMessage`."""
         m = await self._own_message(request)
         if isinstance(m, Response):
             return m
-        return JSONResponse({"stopped": await self.streams.stop(str(m.id))})
+        stopped = await self.streams.stop(str(m.id))
+        # The answer as it ended, so the page can show it cut (its text and marker).
+        final = await self.store.get_message(str(m.id))
+        return JSONResponse({"stopped": stopped, "message": ui_message(final)})
 
     async def continue_(self, request: Request) -> Response:
         """POST `{chat_id}/messages/{message_id}/continue`: go on with an interrupted

@@ -167,18 +167,27 @@ class ChatStreams:
         #: This process's answers in flight and their followers (see `_fanout`).
         self.hub = Hub(self.astore)
 
-    async def stop(self, message_id: str) -> bool:
+    async def stop(self, message_id: str, *, wait: float = 5.0) -> bool:
         """A user's Stop: end the answer as interrupted ('stopped'), keeping its text,
         wherever it is being generated (this process at once; another worker within
-        its store's `stop_poll`). False when the answer is not being generated."""
+        its store's `stop_poll`). Returns once the answer has ended (its final flush
+        committed) or after `wait` seconds; False when it was not being generated."""
         event = self._stops.get(message_id)
         if event is not None:
             event.set()
-            return True
-        try:
-            return await self.astore.request_stop(message_id)
-        except (UnknownMessage, ValueError):
-            return False
+        else:
+            try:
+                if not await self.astore.request_stop(message_id):
+                    return False
+            except (UnknownMessage, ValueError):
+                return False
+        deadline = asyncio.get_running_loop().time() + wait
+        while asyncio.get_running_loop().time() < deadline:
+            if self.hub.local(message_id) is None and message_id not in self._stops:
+                if not (await self.astore.get_message(message_id)).live:
+                    break
+            await asyncio.sleep(0.05)
+        return True
 
     # -- answers --
 

@@ -81,9 +81,12 @@ def create_app(
     policy: str = "cancel",
     fake_delay: float = 0.05,
     secret: str | None = None,
+    lease_seconds: float = 30.0,
 ) -> FastAPI:
     state: dict[str, Any] = {}
-    store = AsyncChatStore(db_url)  # every call awaitable: the loop never waits on the database
+    # Every call awaitable: the loop never waits on the database. A draft whose writer
+    # is silent for `lease_seconds` (its process died) reads as interrupted.
+    store = AsyncChatStore(db_url, lease_seconds=lease_seconds)
     streams = ChatStreams(store, policy=policy, authorize=authorize)  # type: ignore[arg-type]
 
     @asynccontextmanager
@@ -222,6 +225,7 @@ def app_from_env() -> FastAPI:
         base_url=env.get("WEBCHAT_BASE_URL"), model=env.get("WEBCHAT_MODEL"),
         policy=env.get("WEBCHAT_POLICY", "cancel"),
         fake_delay=float(env.get("WEBCHAT_FAKE_DELAY", "0.05")),
+        lease_seconds=float(env.get("WEBCHAT_LEASE_SECONDS", "30")),
     )  # fmt: skip
 
 
@@ -238,6 +242,10 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--fake-delay", type=float, default=0.05)
     ap.add_argument("--workers", type=int, default=1, help="worker processes (PostgreSQL)")
+    ap.add_argument(
+        "--lease-seconds", type=float, default=30.0,
+        help="seconds of writer silence before a draft reads as interrupted",
+    )  # fmt: skip
     args = ap.parse_args()
     print(f"chat page: http://{args.host}:{args.port}/", flush=True)
     if args.workers > 1:
@@ -246,7 +254,7 @@ def main() -> None:
         os.environ.setdefault("WEBCHAT_SECRET", secrets.token_hex(32))
         os.environ.update(
             WEBCHAT_DB=args.db, WEBCHAT_PROVIDER=args.provider, WEBCHAT_POLICY=args.policy,
-            WEBCHAT_FAKE_DELAY=str(args.fake_delay),
+            WEBCHAT_FAKE_DELAY=str(args.fake_delay), WEBCHAT_LEASE_SECONDS=str(args.lease_seconds),
             **{k: v for k, v in (("WEBCHAT_BASE_URL", args.base_url),
                                  ("WEBCHAT_MODEL", args.model)) if v},
         )  # fmt: skip
@@ -257,7 +265,7 @@ def main() -> None:
         return
     app = create_app(
         args.db, provider=args.provider, base_url=args.base_url, model=args.model,
-        policy=args.policy, fake_delay=args.fake_delay,
+        policy=args.policy, fake_delay=args.fake_delay, lease_seconds=args.lease_seconds,
     )  # fmt: skip
     uvicorn.run(app, host=args.host, port=args.port, timeout_graceful_shutdown=2, log_level="warning")
 

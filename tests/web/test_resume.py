@@ -5,15 +5,14 @@ every delta at once, followers in another process get them before the next flush
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 import httpx
 import pytest
 from support import fresh_database
+from web.sse import Sse, follow, start_answer
 from web.webserver import Server
 
 from chatpersist._fanout import Position, _chain, parse_event_id, resume_from
@@ -46,89 +45,6 @@ def test_chain_takes_only_what_continues() -> None:
 
 
 # -- the example app, for real ----------------------------------------------------------
-
-
-@dataclass
-class Sse:
-    events: list[tuple[str, str | None, dict[str, object]]] = field(default_factory=list)
-    retry: int | None = None
-
-    def text(self, start: str = "") -> str:
-        out = start
-        for kind, _, data in self.events:
-            if kind == "snapshot":
-                out = str(data["text"])
-            elif kind == "delta":
-                out += str(data["text"])
-        return out
-
-    @property
-    def last_id(self) -> str | None:
-        ids = [i for _, i, _ in self.events if i is not None]
-        return ids[-1] if ids else None
-
-
-def read_sse(lines: Iterator[str], into: Sse, stop_after: int | None = None) -> Sse:
-    kind, eid, data = "message", None, ""
-    for line in lines:
-        if line.startswith("event: "):
-            kind = line[7:]
-        elif line.startswith("id: "):
-            eid = line[4:]
-        elif line.startswith("retry: "):
-            into.retry = int(line[7:])
-        elif line.startswith("data: "):
-            data = line[6:]
-        elif line == "" and data:
-            into.events.append((kind, eid, json.loads(data)))
-            kind, eid, data = "message", None, ""
-            if into.events[-1][0] == "end":
-                break
-            if stop_after is not None and len(into.events) >= stop_after:
-                break
-    return into
-
-
-def new_session(server: Server) -> str:
-    r = httpx.post(server.url + "/api/sessions", json={}, cookies=server.cookies)
-    return str(r.json()["id"])
-
-
-def ask(server: Server, sid: str, result: Sse, started: threading.Event) -> None:
-    with httpx.stream(
-        "POST", f"{server.url}/api/sessions/{sid}/messages", json={"text": "why?"},
-        cookies=server.cookies, timeout=60,
-    ) as r:  # fmt: skip
-        lines = r.iter_lines()
-        read_sse(lines, result, stop_after=1)
-        started.set()
-        read_sse(lines, result)
-
-
-def follow(
-    server: Server, mid: str, into: Sse, last_id: str | None = None, stop_after: int | None = None
-) -> str | None:
-    """Follow until the end (or `stop_after` events); the worker that answered."""
-    headers = {"last-event-id": last_id} if last_id else {}
-    with httpx.stream(
-        "GET", f"{server.url}/api/messages/{mid}/follow", cookies=server.cookies,
-        headers=headers, timeout=60,
-    ) as r:  # fmt: skip
-        assert r.status_code == 200, r.read()
-        read_sse(r.iter_lines(), into, stop_after)
-        worker: str | None = r.headers.get("x-webchat-worker")
-        return worker
-
-
-def start_answer(server: Server) -> tuple[str, Sse, threading.Thread]:
-    sid = new_session(server)
-    result, started = Sse(), threading.Event()
-    t = threading.Thread(target=ask, args=(server, sid, result, started))
-    t.start()
-    assert started.wait(20)
-    kind, eid, data = result.events[0]
-    assert kind == "start" and eid is not None and result.retry == 1000
-    return str(data["message_id"]), result, t
 
 
 def test_every_event_has_an_offset_and_followers_here_get_every_delta(
