@@ -14,7 +14,6 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -50,7 +49,7 @@ def create_app(
     # "finish": an answer goes on when its page goes away (switched, reloaded, offline),
     # and `resume: true` finds it; Stop is the user's way to end it.
     streams = ChatStreams(store, authorize=authorize, policy=policy)  # type: ignore[arg-type]
-    state: dict[str, Any] = {}
+    chat = UIChat(streams, None)  # the provider is set when the app starts (below)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -63,7 +62,7 @@ def create_app(
             provider = OpenAICompatible(
                 base_url, model or "gpt-4o-mini", api_key=os.environ.get("OPENAI_API_KEY")
             )
-        state["chat"] = UIChat(streams, provider)
+        chat.provider = provider
         yield
         await streams.wait_background()
         await streams.aclose()
@@ -71,28 +70,18 @@ def create_app(
         if fake is not None:
             fake.stop()
 
-    def route(name: str) -> Any:
-        async def endpoint(request: Request) -> Response:
-            handler = getattr(state["chat"], name)
-            response: Response = await handler(request)
-            return response
-
-        return endpoint
-
     async def index(request: Request) -> Response:
         if (PAGE / "index.html").is_file():
             return FileResponse(PAGE / "index.html")
         return PlainTextResponse("build the page first: cd examples/aisdk_chat/page && npm run build")
 
     routes = [
-        Route("/api/chat", route("send"), methods=["POST"]),
-        Route("/api/chat/{chat_id}/stream", route("resume"), methods=["GET"]),
-        Route("/api/chat/{chat_id}/messages", route("messages"), methods=["GET"]),
-        Route("/api/chat/{chat_id}/messages/{message_id}/stop", route("stop"), methods=["POST"]),
-        Route(
-            "/api/chat/{chat_id}/messages/{message_id}/continue", route("continue_"),
-            methods=["POST"],
-        ),  # fmt: skip
+        Route("/api/chat", chat.send, methods=["POST"]),                      # useChat's POST
+        Route("/api/chat/{chat_id}/stream", chat.resume, methods=["GET"]),    # resume: true
+        Route("/api/chat/{chat_id}/messages", chat.messages, methods=["GET"]),  # UIMessage[]
+        Route("/api/chat/{chat_id}/messages/{message_id}/stop", chat.stop, methods=["POST"]),
+        Route("/api/chat/{chat_id}/messages/{message_id}/continue", chat.continue_,
+              methods=["POST"]),
         Route("/", index),
     ]
     if (PAGE / "assets").is_dir():
