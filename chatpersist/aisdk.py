@@ -70,10 +70,12 @@ def _chunk(value: dict[str, Any]) -> str:
 
 
 async def ui_chunks(events: AsyncIterator[Event] | AsyncIterator[Any]) -> AsyncIterator[str]:
-    """chatpersist's answer events (`start`/`snapshot`/`delta`/`error`/`end`) as the
-    UI message stream: start, start-step, text-start/delta/end, finish-step, finish,
-    then the terminator."""
+    """chatpersist's answer events (`start`/`reasoning`/`snapshot`/`delta`/`error`/`end`)
+    as the UI message stream: start, start-step, reasoning-start/delta/end (live only:
+    reasoning is not stored yet), text-start/delta/end, finish-step, `abort` for an
+    answer a user ended, finish, any error, then the terminator."""
     started_text = False
+    reasoning = False  # a reasoning part is open
     # An `error` chunk ends useChat's reading: held until after `finish`, so the
     # message still gets its end (its text part done, its metadata) before it.
     errors: list[str] = []
@@ -86,9 +88,18 @@ async def ui_chunks(events: AsyncIterator[Event] | AsyncIterator[Any]) -> AsyncI
                      "messageMetadata": metadata}
                 )  # fmt: skip
                 yield _chunk({"type": "start-step"})
+            elif kind == "reasoning":
+                if not reasoning:
+                    yield _chunk({"type": "reasoning-start", "id": "reasoning-1"})
+                    reasoning = True
+                yield _chunk({"type": "reasoning-delta", "id": "reasoning-1",
+                              "delta": data["text"]})  # fmt: skip
             elif kind in ("delta", "snapshot"):
                 if not data.get("text"):
                     continue
+                if reasoning:
+                    yield _chunk({"type": "reasoning-end", "id": "reasoning-1"})
+                    reasoning = False
                 if not started_text:
                     yield _chunk({"type": "text-start", "id": _TEXT})
                     started_text = True
@@ -96,6 +107,8 @@ async def ui_chunks(events: AsyncIterator[Event] | AsyncIterator[Any]) -> AsyncI
             elif kind == "error":
                 errors.append(str(data.get("message")))
             elif kind == "end":
+                if reasoning:
+                    yield _chunk({"type": "reasoning-end", "id": "reasoning-1"})
                 if started_text:
                     yield _chunk({"type": "text-end", "id": _TEXT})
                 yield _chunk({"type": "finish-step"})
@@ -109,6 +122,8 @@ async def ui_chunks(events: AsyncIterator[Event] | AsyncIterator[Any]) -> AsyncI
                     "interrupted": bool(data.get("interrupted")),
                     "live": False,
                 }
+                if reason in ("stopped", "disconnected", "cancelled"):
+                    yield _chunk({"type": "abort", "reason": reason})  # ended by a user
                 yield _chunk(
                     {"type": "finish", "finishReason": finish, "messageMetadata": metadata}
                 )

@@ -35,7 +35,7 @@ from ._errors import ChatPersistError, MessageConflict, UnknownMessage, UnknownS
 from ._fanout import FLUSH_CHANNEL, Hub, Position, end_payload, follow_events, parse_event_id
 from ._schema import MAX_INT, REASON_LENGTH
 from ._store import ChatStore
-from .providers import ProviderError, feed
+from .providers import ProviderError, ReasoningDelta, feed, to_chunks
 from .providers._pipe import _aiter
 
 Policy = Literal["cancel", "finish"]
@@ -455,7 +455,12 @@ async def _pump(
     position it leaves the client at), and the same deltas for the followers here."""
     try:
         async for item in items:
-            text = feed(d, item)
+            text = ""
+            for chunk in to_chunks(item):
+                if isinstance(chunk, ReasoningDelta):  # shown live, not stored (yet)
+                    yield "reasoning", {"text": chunk.text}, pos.event_id
+                else:
+                    text += feed(d, chunk)
             if text:
                 hub.append(d.message_id, text)
                 pos.advance(text)

@@ -312,3 +312,30 @@ def test_model_answering_http_500(
     assert history[1]["metadata"]["interrupted"] is True
     assert history[1]["metadata"]["live"] is False
     assert not broken_model.scripts
+
+
+def test_reasoning_streams_as_a_reasoning_part(
+    node: str, broken_server: str, broken_model: ScriptedServer
+) -> None:
+    """A model that thinks first (`reasoning_content`, as OpenAI-compatible servers
+    send it): the page gets a reasoning part, then the text."""
+    broken_model.then(
+        [
+            Status(200, {"content-type": "text/event-stream"}),
+            Raw(openai_delta(reasoning_content="Let me ")),
+            Raw(openai_delta(reasoning_content="think.")),
+            Raw(openai_delta("The ")), Raw(openai_delta("answer.")),
+            Raw(openai_delta(finish="stop")), Raw(b"data: [DONE]\n\n"),
+        ]
+    )  # fmt: skip
+    got = run_client(node, broken_server, "error")
+    answer = got["answer"]
+    assert answer["reasoning"] == "Let me think." and answer["text"] == "The answer."
+    assert answer["partTypes"][-2:] == ["reasoning", "text"], answer["partTypes"]
+    types = answer["chunkTypes"]
+    assert types[:5] == [
+        "start", "start-step", "reasoning-start", "reasoning-delta*2", "reasoning-end",
+    ], types  # fmt: skip
+    assert answer["finishReason"] == "stop" and not answer["errorChunks"]
+    history = stored(broken_server, got["chatId"])
+    assert history[1]["parts"] == [{"type": "text", "text": "The answer."}]

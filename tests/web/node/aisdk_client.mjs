@@ -83,6 +83,11 @@ async function read(stream, until = () => false) {
     text: textOf(message),
     textParts: (message?.parts ?? []).filter((p) => p.type === "text").length,
     textState: (message?.parts ?? []).filter((p) => p.type === "text").map((p) => p.state),
+    partTypes: (message?.parts ?? []).map((p) => p.type),
+    reasoning: (message?.parts ?? [])
+      .filter((p) => p.type === "reasoning")
+      .map((p) => p.text)
+      .join(""),
     metadata: message?.metadata ?? null,
     finishReason: finish ? (finish.finishReason ?? null) : null,
     chunkTypes: types.map(([t, n]) => (n > 1 ? `${t}*${n}` : t)),
