@@ -166,6 +166,8 @@ class Hub:
         if live is not None:
             live.ended = payload
         self.deliver(message_id, Event("end", -1, payload))
+        if self._publisher is not None:  # after its deltas, on the same connection
+            self._publisher.publish_end(message_id, payload)
 
     # -- the following side --
 
@@ -241,6 +243,8 @@ class _Follower:
         self.pos = Position()
         self.tail = ""
         self.ahead: dict[int, str] = {}
+        # A live delta arrived since the database was last read.
+        self.live_seen = False
 
     def _have(self, text: str) -> None:
         self.pos, self.tail = Position.of(text), text[-_OVERLAP:]
@@ -252,11 +256,22 @@ class _Follower:
 
     async def _next(self) -> Event:
         # With PostgreSQL's listener up, notices wake it; the poll is a safety net.
+        queue = self.sub.queue
+        if not queue.empty():
+            return queue.get_nowait()
         wait = max(self.poll, 5.0) if self.hub.listening else self.poll
         try:
-            return await asyncio.wait_for(self.sub.queue.get(), wait)
+            return await asyncio.wait_for(queue.get(), wait)
         except TimeoutError:
-            return Event("flushed", -1, None)
+            return Event("quiet", -1, None)
+
+    async def _next_all(self) -> list[Event]:
+        """What has arrived: at least one event ("quiet" after a poll with nothing)."""
+        events = [await self._next()]
+        queue = self.sub.queue
+        while not queue.empty() and events[-1].kind != "lagging":
+            events.append(queue.get_nowait())
+        return events
 
     async def run(
         self, resume: tuple[int, int | None] | None
@@ -287,27 +302,45 @@ class _Follower:
                 yield ended_event
             return
         while True:
-            event = await self._next()
-            if event.kind == "end":  # generated here: every delta came before it
-                for piece in _chain(self.ahead, self.pos):
-                    yield self._advance(piece)
-                if self.pos.offset < _length(event):  # a gap: read it
-                    rest = await self.store.read_from(self.mid, self.pos.offset)
-                    if rest.content:
-                        yield self._advance(rest.content)
-                yield "end", event.payload, self.pos
-                return
-            if event.kind == "delta":
-                self.ahead[event.start] = event.payload
-            elif event.kind == "lagging" or len(self.ahead) > QUEUE_LIMIT:
+            events = await self._next_all()
+            flushed = False
+            for event in events:
+                if event.kind == "delta":
+                    self.ahead[event.start] = event.payload
+                    self.live_seen = True
+                elif event.kind == "flushed":
+                    flushed = True
+                elif event.kind == "quiet":  # nothing came: read, whatever was seen
+                    flushed, self.live_seen = True, False
+                elif event.kind == "end":  # every delta of the answer came before it
+                    piece = "".join(_chain(self.ahead, self.pos))
+                    if piece:
+                        yield self._advance(piece)
+                    if self.pos.offset < _length(event):  # a gap: read it
+                        rest = await self.store.read_from(self.mid, self.pos.offset)
+                        if rest.content:
+                            yield self._advance(rest.content)
+                    yield "end", event.payload, self.pos
+                    return
+                elif event.kind == "lagging":
+                    break
+            if events[-1].kind == "lagging" or len(self.ahead) > QUEUE_LIMIT:
                 async for e in self._resync():
                     yield e
                 if self._ended:
                     return
                 continue
-            for piece in _chain(self.ahead, self.pos):
+            # All the pieces that continue this follower's text, as one delta: a
+            # follower that falls behind catches up in fewer, larger events.
+            piece = "".join(_chain(self.ahead, self.pos))
+            if piece:
                 yield self._advance(piece)
-            if event.kind == "flushed" and self.hub.local(self.mid) is None:
+            # The database is read only when live deltas do not cover it: a gap, or
+            # none came since the last read (no PostgreSQL, or a writer gone).
+            if flushed and self.hub.local(self.mid) is None and (
+                self.ahead or not self.live_seen
+            ):
+                self.live_seen = False
                 done = False
                 async for e in self._read_new():
                     if e[0] == "end":
@@ -315,6 +348,8 @@ class _Follower:
                     yield e
                 if done:
                     return
+            elif flushed:
+                self.live_seen = False
 
     _ended = False
 
@@ -330,7 +365,7 @@ class _Follower:
                 pieces = _chain(dict(self.ahead), probe)
                 if len(text) + sum(map(len, pieces)) >= offset:
                     return text + "".join(pieces), m
-            elif event.kind in ("flushed", "end", "lagging"):
+            elif event.kind in ("flushed", "quiet", "end", "lagging"):
                 m = await self.store.get_message(self.mid)
                 text, base = m.content, Position.of(m.content)
         return text, m
@@ -492,11 +527,15 @@ class _Listener:
             return
         try:
             note = json.loads(payload)
-            mid, start, text = str(note["m"]), int(note["o"]), str(note["t"])
+            mid = str(note["m"])
+            if mid not in self.hub._subs or self.hub.local(mid) is not None:
+                return
+            if "e" in note:  # the answer ended (after all its deltas, in order)
+                self.hub.deliver(mid, Event("end", -1, dict(note["e"])))
+            else:
+                self.hub.deliver(mid, Event("delta", int(note["o"]), str(note["t"])))
         except (ValueError, KeyError, TypeError):
             return
-        if mid in self.hub._subs and self.hub.local(mid) is None:
-            self.hub.deliver(mid, Event("delta", start, text))
 
     async def close(self) -> None:
         self._task.cancel()
@@ -530,12 +569,21 @@ class _Publisher:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._send_soon())
 
+    def publish_end(self, message_id: str, payload: dict[str, Any]) -> None:
+        self._pending.append([message_id, -1, payload])
+        self._last.pop(message_id, None)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._send_soon())
+
     async def _send_soon(self) -> None:
         await asyncio.sleep(self.every)
         pending, self._pending, self._last = self._pending, [], {}
         payloads = []
         for mid, start, text in pending:
-            payloads += _notes(mid, start, text)
+            if start < 0:  # the answer's end
+                payloads.append(json.dumps({"m": mid, "e": text}, default=str))
+            else:
+                payloads += _notes(mid, start, text)
         if payloads:
             await self._send(payloads)
         if self._pending:

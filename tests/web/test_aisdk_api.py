@@ -17,6 +17,9 @@ from support import ROOT, free_port, wait_http
 
 from chatpersist.providers import CANNED_ANSWER
 
+# A real uvicorn per test: the slow run.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:

@@ -28,6 +28,9 @@ from support import REQUIRED, ROOT, free_port, wait_http
 
 from chatpersist.providers import CANNED_ANSWER
 
+# A real uvicorn and Node.js per test (and `npm ci` on a first run): the slow run.
+pytestmark = pytest.mark.slow
+
 NODE_DIR = Path(__file__).resolve().parent / "node"
 CLIENT = NODE_DIR / "aisdk_client.mjs"
 #: The fake model's pace: the canned answer then takes about 1.5 s, time enough to

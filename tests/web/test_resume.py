@@ -47,6 +47,7 @@ def test_chain_takes_only_what_continues() -> None:
 # -- the example app, for real ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_event_has_an_offset_and_followers_here_get_every_delta(
     webchat: Callable[..., Server],
 ) -> None:
@@ -73,6 +74,7 @@ def test_every_event_has_an_offset_and_followers_here_get_every_delta(
     assert watcher.events[-1][0] == "end" and watcher.events[-1][2]["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_a_follower_that_drops_resumes_with_last_event_id_exactly(
     webchat: Callable[..., Server],
 ) -> None:
@@ -108,6 +110,7 @@ def test_a_follower_that_drops_resumes_with_last_event_id_exactly(
     assert other.events[0][0] == "snapshot" and other.text() == CANNED_ANSWER
 
 
+@pytest.mark.slow
 def test_bad_positions_and_unknown_answers_are_refused_before_the_stream(
     webchat: Callable[..., Server],
 ) -> None:
@@ -130,6 +133,7 @@ def shared_pg(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     yield from fresh_database("postgresql", tmp_path)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_another_process_gets_deltas_before_the_flush_and_stops_it(
     webchat: Callable[..., Server], shared_pg: str
 ) -> None:
