@@ -4,16 +4,13 @@ tests/web/test_aisdk_node.py): refusals before any stream, and the chunks in ord
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from support import ROOT, free_port, wait_http
+from web.webserver import start_example
 
 from chatpersist.providers import CANNED_ANSWER
 
@@ -23,19 +20,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "examples.aisdk_chat", "--db", f"sqlite:///{tmp_path}/ai.db",
-         "--port", str(port), "--fake-delay", "0.001"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    server = start_example("aisdk_chat", f"sqlite:///{tmp_path}/ai.db", "--fake-delay", "0.001")
     try:
-        wait_http(url + "/", proc, "the AI SDK example")
-        yield url
+        yield server.url
     finally:
-        proc.kill()
-        proc.wait()
+        server.stop()
 
 
 def body(chat: str, text: str = "why?") -> dict[str, object]:

@@ -11,22 +11,19 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
-from support import REQUIRED, free_port, wait_http, wait_until
-from web.webserver import ROOT, Server
+from support import REQUIRED, wait_until
+from web.webserver import ARTIFACTS, ROOT, Server, start_example
 
 from chatpersist import COMPLETE, ChatStore
 from chatpersist.providers import CANNED_ANSWER
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = os.environ.get("CHATPERSIST_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = ROOT / "test-artifacts"
 PAGE_DIR = ROOT / "examples" / "aisdk_chat" / "page"
 #: What `npm run build` reads: when one is newer than dist/index.html, rebuild.
 PAGE_SOURCES = [
@@ -87,24 +84,6 @@ def built_page() -> Path:
     return dist.parent
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright is not installed")
-    if not (shutil.which(CHROMIUM) or Path(CHROMIUM).exists()):
-        unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )  # fmt: skip
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1100, "height": 650})
@@ -126,23 +105,14 @@ def aisdk_chat(built_page: Path, tmp_path: Path) -> Iterator[Callable[..., Serve
     servers: list[Server] = []
 
     def start(*args: str, port: int | None = None, db: str | None = None) -> Server:
-        port = port or free_port()
-        db = db or f"sqlite:///{tmp_path}/aisdk-{port}.db"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "examples.aisdk_chat", "--db", db, "--port", str(port),
-             "--fake-delay", str(DELAY), *args],
-            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )  # fmt: skip
-        server = Server(proc, port, db)
+        db = db or f"sqlite:///{tmp_path}/aisdk-{len(servers)}.db"
+        server = start_example("aisdk_chat", db, "--fake-delay", str(DELAY), *args, port=port)
         servers.append(server)
-        wait_http(server.url + "/", proc, "the aisdk_chat example server")
         return server
 
     yield start
     for s in servers:
-        if s.proc.poll() is None:
-            s.proc.kill()
-        s.proc.wait()
+        s.stop()
 
 
 # -- the page --

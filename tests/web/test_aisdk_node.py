@@ -12,10 +12,8 @@ CHATPERSIST_REQUIRE_DBS=1), where that fails.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +22,8 @@ from typing import Any, NoReturn
 import httpx
 import pytest
 from providers.sse_server import Close, Raw, ScriptedServer, Sleep, Status, error, openai_delta
-from support import REQUIRED, ROOT, free_port, wait_http
+from support import REQUIRED
+from web.webserver import start_example
 
 from chatpersist.providers import CANNED_ANSWER
 
@@ -107,19 +106,11 @@ def run_client(node: str, url: str, scenario: str) -> Result:
 def example_server(db: str, *args: str) -> Iterator[str]:
     """`python -m examples.aisdk_chat` on uvicorn (policy "finish": an answer goes on
     when its client leaves, so `reconnectToStream` finds it)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "examples.aisdk_chat", "--db", db, "--port", str(port),
-         "--policy", "finish", *args],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    server = start_example("aisdk_chat", db, "--policy", "finish", *args)
     try:
-        wait_http(url + "/", proc, "the AI SDK example")
-        yield url
+        yield server.url
     finally:
-        proc.kill()
-        proc.wait()
+        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -4,44 +4,16 @@ final state go to test-artifacts/."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from support import REQUIRED
-from web.webserver import ROOT, Server
+from web.webserver import ARTIFACTS, Server
 
 from chatpersist import COMPLETE, ChatStore
 from chatpersist.providers import CANNED_ANSWER
 
-CHROMIUM = os.environ.get("CHATPERSIST_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = ROOT / "test-artifacts"
 BUBBLE = ".msg.assistant"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        why = "playwright is not installed"
-    else:
-        why = "" if shutil.which(CHROMIUM) or Path(CHROMIUM).exists() else f"no Chromium at {CHROMIUM}"
-    if why:
-        if REQUIRED:
-            pytest.fail(f"{why}; browser tests are required in CI")
-        pytest.skip(f"{why} (apt-get install chromium)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )  # fmt: skip
-        yield b
-        b.close()
 
 
 @pytest.fixture
