@@ -30,6 +30,7 @@ from ._errors import (
     UnknownSession,
 )
 from ._message import CUT_REASONS, INTERRUPTED_MARKER, Message
+from ._parts import OtherPart, Part, ReasoningPart, TextPart, ToolCallPart, ToolResultPart
 from ._retrofit import MessagesTable, SessionsTable
 from ._schema import COMPLETE, STREAMING
 from ._store import ChatStore
@@ -58,12 +59,18 @@ __all__ = [
     "NoSessionsTable",
     "NotAJournal",
     "NotMigrated",
+    "OtherPart",
+    "Part",
+    "ReasoningPart",
     "SessionInfo",
     "SessionsTable",
     "StatRow",
     "StoreClosed",
     "SystemClock",
     "TableMismatch",
+    "TextPart",
+    "ToolCallPart",
+    "ToolResultPart",
     "UnknownMessage",
     "UnknownSession",
     "__version__",

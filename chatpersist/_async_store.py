@@ -8,6 +8,7 @@ are `AsyncDraft`s on the store's one shared writer.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -15,6 +16,7 @@ from typing import Any, Literal
 
 from ._audit import SessionInfo, StatRow
 from ._draft import AsyncDraft
+from ._history import CutToolCalls, HistoryFormat
 from ._message import Message
 from ._store import ChatStore
 from ._writer import WriterStats
@@ -83,9 +85,7 @@ class AsyncChatStore:
         self, session_id: str, role: str, content: str, message_id: str | None = None
     ) -> Message:
         """See `ChatStore.add_message`."""
-        return await asyncio.to_thread(
-            self.sync.add_message, session_id, role, content, message_id
-        )
+        return await asyncio.to_thread(self.sync.add_message, session_id, role, content, message_id)
 
     async def save_partial(
         self,
@@ -147,11 +147,18 @@ class AsyncChatStore:
         *,
         interrupted: Literal["keep", "drop"] = "keep",
         before: str | int | None = None,
-    ) -> list[dict[str, str]]:
+        format: HistoryFormat = "openai",
+        cut_tool_calls: CutToolCalls = "drop",
+        keep_reasoning: bool = False,
+    ) -> list[dict[str, Any]]:
         """See `ChatStore.history_for_model`."""
         return await asyncio.to_thread(
-            self.sync.history_for_model, session_id, interrupted=interrupted, before=before
-        )
+            functools.partial(
+                self.sync.history_for_model, session_id, interrupted=interrupted,
+                before=before, format=format, cut_tool_calls=cut_tool_calls,
+                keep_reasoning=keep_reasoning,
+            )
+        )  # fmt: skip
 
     async def sessions(self, limit: int | None = None) -> list[SessionInfo]:
         """See `ChatStore.sessions`."""

@@ -7,13 +7,16 @@ flush; buffering and every write go through the store's one shared `Writer`.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 from ._errors import DraftNotOpen
 from ._message import ends_complete
+from ._parts import KNOWN, Part, PartsLog, build_parts
 from ._schema import COMPLETE, MAX_INT, REASON_LENGTH, STREAMING
 from ._writer import DraftState, Writer
 
@@ -83,6 +86,12 @@ def is_disconnect(exc_type: type[BaseException]) -> bool:
     return any(t.__name__ in _DISCONNECTS for t in exc_type.__mro__)
 
 
+def _check_str(**values: object) -> None:
+    for name, value in values.items():
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+
+
 class _DraftBase:
     def __init__(self, writer: Writer, opener: Opener, options: DraftOptions) -> None:
         self._writer = writer
@@ -143,6 +152,12 @@ class _DraftBase:
         """Sequence number of the last committed flush."""
         return self._opened().seq
 
+    @property
+    def parts(self) -> tuple[Part, ...]:
+        """The answer so far in parts (text, reasoning, tool calls and results)."""
+        text, segments = self._writer.segments(self._opened())
+        return build_parts(segments, text, complete=False)
+
     def append(self, piece: str) -> None:
         """Buffer a piece of the answer. No I/O: the writer flushes it when due."""
         if not isinstance(piece, str):
@@ -152,6 +167,64 @@ class _DraftBase:
             raise DraftNotOpen("the draft has ended; open a new one")
         if piece:
             self._writer.add(state, piece)
+
+    def append_reasoning(
+        self, text: str = "", *, signature: str | None = None, redacted: str | None = None
+    ) -> None:
+        """Buffer a piece of the model's reasoning. A `signature` (Anthropic's, which
+        must be sent back) ends the block; `redacted` is a redacted block's data."""
+        _check_str(text=text, signature=signature, redacted=redacted)
+        if text or signature is not None or redacted is not None:
+            self._add_part(lambda log: log.reasoning(text, signature, redacted))
+
+    def append_tool_call(
+        self,
+        call_id: str | None = None,
+        name: str | None = None,
+        arguments: str = "",
+        *,
+        index: int | None = None,
+    ) -> None:
+        """Start a tool call (a new `call_id`), or add the next fragment of its JSON
+        `arguments`. `index` is the stream's own number for the call (OpenAI names a
+        call by index after its first delta): given with the id once, it stands for it."""
+        _check_str(call_id=call_id, name=name, arguments=arguments)
+        if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
+            raise TypeError(f"index must be an int, not {type(index).__name__}")
+        if call_id is None and index is None:
+            raise ValueError("a tool call needs its id (or the stream index of a named call)")
+        if call_id is not None and not call_id:
+            raise ValueError("a tool call's id must not be empty")
+        self._add_part(lambda log: log.tool_call(call_id, name, arguments, index))
+
+    def add_tool_result(self, call_id: str, content: str, *, is_error: bool = False) -> None:
+        """Record what a tool returned for the call `call_id` (written with the answer)."""
+        _check_str(call_id=call_id, content=content)
+        if not call_id:
+            raise ValueError("a tool result needs the id of its call")
+        self._add_part(lambda log: log.tool_result(call_id, content, bool(is_error)))
+
+    def add_part(self, part: Mapping[str, Any]) -> None:
+        """Record a part of a type this release does not know (kept as it is): a
+        mapping with a string `type` and JSON values."""
+        if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
+            raise TypeError("a part is a mapping with a string 'type'")
+        if part["type"] in KNOWN:
+            raise ValueError(
+                f"use append(), append_reasoning(), append_tool_call() or add_tool_result() "
+                f"for a {part['type']!r} part"
+            )
+        try:
+            copy = json.loads(json.dumps(dict(part)))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"a part must hold JSON values only: {exc}") from None
+        self._add_part(lambda log: log.other(copy))
+
+    def _add_part(self, record: Callable[[PartsLog], None]) -> None:
+        state = self._opened()
+        if self._ended:
+            raise DraftNotOpen("the draft has ended; open a new one")
+        self._writer.add_part(state, record)
 
     def set_model(self, model: str) -> None:
         """Record which model wrote the answer (saved with the next flush).

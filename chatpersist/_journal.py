@@ -60,10 +60,12 @@ class Record:
     written_at: str
     #: The writer token the text was written under (None in journals of older releases).
     writer: str | None = None
+    #: The parts segments, whole (None: text only, or a journal of an older release).
+    parts: list[Any] | None = None
 
 
 _FIELDS = frozenset(f.name for f in fields(Record))
-_OPTIONAL = frozenset({"writer"})
+_OPTIONAL = frozenset({"writer", "parts"})
 
 
 class _Corrupt(ValueError):
@@ -115,6 +117,8 @@ def decode_record(raw: bytes) -> Record:
         raise _Corrupt(f"seq is a {type(obj['seq']).__name__}, not an integer")
     if obj.get("writer") is not None and not isinstance(obj["writer"], str):
         raise _Corrupt("writer is neither null nor a string")
+    if obj.get("parts") is not None and not isinstance(obj["parts"], list):
+        raise _Corrupt("parts is neither null nor a list")
     if obj["finish_reason"] is not None and not isinstance(obj["finish_reason"], str):
         raise _Corrupt("finish_reason is neither null nor a string")
     if not isinstance(obj["extras"], dict):

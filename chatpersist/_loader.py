@@ -1,12 +1,12 @@
 """The history loader: message rows read by field name into `Message`s (which tell a
-live draft from an interrupted one), and the history sent back to a model."""
+live draft from an interrupted one). The history sent back to a model is `_history`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -52,8 +52,9 @@ class Loader:
             sa.or_(L.finish_reason.is_not(None), beat.is_(None), beat < cutoff),
         )
 
-    def messages(self, rows: Iterable[sa.Row[*tuple[Any, ...]]]) -> list[Message]:
-        """Rows of `select()` as messages, all judged at the same moment."""
+    def messages(self, rows: Iterable[sa.Row[*tuple[Any, ...]]], offset: int = 0) -> list[Message]:
+        """Rows of `select()` as messages, all judged at the same moment (`offset`:
+        rows of `select(offset)`)."""
         now = self.clock.now()
         lease = timedelta(seconds=self.lease_seconds)
         out = []
@@ -63,24 +64,7 @@ class Loader:
                 values["id"] = str(values["id"])
             if not self.layout.int_session_ids:
                 values["session_id"] = str(values["session_id"])
-            out.append(build_message(**values, now=now, lease=lease, marker=self.marker))
+            out.append(
+                build_message(**values, now=now, lease=lease, marker=self.marker, offset=offset)
+            )
         return out
-
-
-def for_model(
-    history: Iterable[Message],
-    interrupted: Literal["keep", "drop"] = "keep",
-    before: str | int | None = None,
-) -> list[dict[str, str]]:
-    """The turns to send a model: live drafts left out, interrupted ones by choice
-    (never empty ones), and with `before` only what precedes that message id."""
-    if interrupted not in ("keep", "drop"):
-        raise ValueError("interrupted must be 'keep' or 'drop'")
-    out = []
-    for m in history:
-        if str(m.id) == str(before):
-            break
-        if m.live or (m.interrupted and (interrupted == "drop" or not m.content)):
-            continue
-        out.append({"role": m.role, "content": m.content})
-    return out

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ._parts import Part, build_parts
 from ._schema import COMPLETE, STREAMING
 
 INTERRUPTED_MARKER = "(response interrupted)"
@@ -24,6 +25,8 @@ CUT_REASONS = frozenset(
 def ends_complete(reason: str | None) -> bool:
     """Whether an answer that ended with `reason` is complete (not cut short)."""
     return reason not in CUT_REASONS
+
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -52,6 +55,9 @@ class Message:
     output_tokens: int | None = None
     #: Why the answer was cut, when known (e.g. the provider's error message).
     error: str | None = None
+    #: The answer in order: text, reasoning, tool calls and tool results (a message
+    #: of text only has one text part; an empty one none).
+    parts: tuple[Part, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -77,6 +83,7 @@ class Message:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "error": self.error,
+            "parts": [p.to_dict() for p in self.parts],
         }
 
 
@@ -107,6 +114,8 @@ def build_message(
     input_tokens: int | None = None,
     output_tokens: int | None = None,
     error: str | None = None,
+    parts: Any = None,
+    offset: int = 0,
 ) -> Message:
     # Rows written before the draft columns existed have no heartbeat (and an app's
     # table may have no created_at): fall back so the loader never fails on them.
@@ -136,4 +145,5 @@ def build_message(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         error=error,
+        parts=build_parts(parts, content, complete=status == COMPLETE, offset=offset),
     )

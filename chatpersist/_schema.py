@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects.postgresql import JSONB
 
 STREAMING = "streaming"
 COMPLETE = "complete"
@@ -30,6 +31,9 @@ CLIENT_WRITER = "client"
 LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 # Microseconds matter for ordering and for heartbeats; MySQL drops them unless asked.
 Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+# The parts of a structured answer (see `_parts`): JSONB on PostgreSQL, JSON on MySQL
+# and MariaDB, JSON text on SQLite. Bound and read as JSON text by chatpersist.
+PartsJSON = sa.JSON().with_variant(JSONB(), "postgresql")
 
 MYSQL_TABLE_ARGS: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 
@@ -48,6 +52,7 @@ def is_exact(collation: str | None) -> bool:
     """Whether a column's collation compares ids exactly (binary, no padding)."""
     return collation is None or collation in ("utf8mb4_nopad_bin", "utf8mb4_0900_bin", "binary")
 
+
 metadata = sa.MetaData()
 
 sessions = sa.Table(
@@ -59,6 +64,7 @@ sessions = sa.Table(
     sa.Column("updated_at", Timestamp, nullable=False),
     **MYSQL_TABLE_ARGS,
 )
+
 
 @dataclass(frozen=True)
 class Field:
@@ -105,6 +111,9 @@ FIELDS: tuple[Field, ...] = (
     # When a user asked to stop the answer (from any worker); its writer reads it.
     Field("stop_requested", Timestamp, draft_column="draft_stop_requested", read=False,
           since="r0003"),
+    # Reasoning, tool calls and tool results in order, as a log of segments (`_parts`);
+    # NULL for an answer of text only.
+    Field("parts", PartsJSON, draft_column="draft_parts", since="r0004"),
 )  # fmt: skip
 FIELD = {f.name: f for f in FIELDS}
 #: The facts a writer learns along the way, by name.
@@ -156,6 +165,7 @@ class Layout:
     error: sa.Column[str | None]
     writer: sa.Column[str | None]
     stop_requested: sa.Column[datetime | None]
+    parts: sa.Column[Any]
     #: Our own sessions table (create_session works), else None.
     sessions: sa.Table | None = None
     #: A table whose `id` a session id must exist in, and its column to touch once per draft.
@@ -179,9 +189,7 @@ class Layout:
 
     def read_columns(self) -> list[sa.ColumnElement[Any]]:
         """The select list a `Message` is read from, each labelled with its field name."""
-        return [
-            (sa.null() if getattr(self, n) is None else self.column(n)).label(n) for n in READ
-        ]
+        return [(sa.null() if getattr(self, n) is None else self.column(n)).label(n) for n in READ]
 
     def row(self, **values: Any) -> dict[str, Any]:
         """Values by field name as a row keyed by column key (facts default to None)."""

@@ -20,6 +20,8 @@ from ._schema import FACTS, STREAMING, Layout
 P_ID, P_SEQ, P_PREV, P_DELTA = "p_id", "p_seq", "p_prev", "p_delta"
 P_STATUS, P_REASON, P_NOW, P_WRITER = "p_status", "p_reason", "p_now", "p_writer"
 P_ROWS = "p_rows"
+#: The new segments of the parts log (JSON text of an array), or None: no change.
+P_PARTS = "p_parts"
 # Facts a writer learns along the way (model, usage, error); None keeps what is stored.
 EXTRAS = FACTS
 
@@ -32,7 +34,8 @@ def extra_param(field: str) -> str:
 #: parameter of `flush_update` each is bound as.
 APPEND_PARAMS: dict[str, str] = {
     "id": P_ID, "writer": P_WRITER, "prev": P_PREV, "seq": P_SEQ, "delta": P_DELTA,
-    "status": P_STATUS, "reason": P_REASON, **{f: extra_param(f) for f in EXTRAS},
+    "status": P_STATUS, "reason": P_REASON, "parts": P_PARTS,
+    **{f: extra_param(f) for f in EXTRAS},
 }  # fmt: skip
 
 
@@ -55,9 +58,7 @@ def held_by(layout: Layout, writer: Any) -> sa.ColumnElement[bool]:
 def _guard(layout: Layout, whole: bool) -> list[sa.ColumnElement[bool]]:
     """Where a flush may write: this writer's row, still streaming, and at the
     previous seq (an append) or behind the new one (a whole rewrite)."""
-    seq = (
-        layout.seq < sa.bindparam(P_SEQ) if whole else layout.seq == sa.bindparam(P_PREV)
-    )
+    seq = layout.seq < sa.bindparam(P_SEQ) if whole else layout.seq == sa.bindparam(P_PREV)
     return [
         layout.id == sa.bindparam(P_ID),
         held_by(layout, sa.bindparam(P_WRITER, type_=sa.String())),
@@ -66,21 +67,51 @@ def _guard(layout: Layout, whole: bool) -> list[sa.ColumnElement[bool]]:
     ]
 
 
-def flush_update(layout: Layout, *, whole: bool = False, concat: bool = True) -> sa.Update:
+def parts_value(layout: Layout, dialect: str, value: Any, *, concat: bool) -> Any:
+    """The new value of the parts column: the stored log with the segments of `value`
+    (JSON text of an array; NULL changes nothing) appended (`concat`), or `value`
+    itself. Appending sends only the new segments: JSONB's `||` on PostgreSQL,
+    JSON_MERGE_PRESERVE on MySQL / MariaDB, and on SQLite (JSON as text) the two
+    arrays' texts spliced together."""
+    col = layout.parts
+    text = sa.cast(value, sa.Text())
+    if dialect == "postgresql":
+        new = sa.cast(text, JSONB)
+        if not concat:
+            return new
+        old = sa.func.coalesce(col, sa.cast(sa.literal("[]", sa.Text()), JSONB))
+        return sa.case((text.is_(None), col), else_=old.op("||")(new))
+    if not concat:
+        return text
+    if dialect in ("mysql", "mariadb"):
+        merged = sa.func.json_merge_preserve(sa.func.coalesce(col, "[]"), text)
+        return sa.case((text.is_(None), col), else_=merged)
+    stored = sa.cast(col, sa.Text())
+    spliced = sa.func.substr(stored, 1, sa.func.length(stored) - 1) + "," + sa.func.substr(text, 2)
+    return sa.case((text.is_(None), col), (col.is_(None), text), else_=spliced)
+
+
+def flush_update(
+    layout: Layout, *, whole: bool = False, concat: bool = True, dialect: str = "sqlite"
+) -> sa.Update:
     """One flush: add the new text (`concat`) or set the text (not `concat`), with the
     seq, status and facts. `whole` guards it as a rewrite (the row may be behind)
     instead of an append (the row must be exactly at the previous seq).
 
     Executed with many parameter sets at once; a row that does not match (another
-    writer, a complete or deleted row, a lost write) is sorted out afterwards.
+    writer, a complete or deleted row, a lost write) is sorted out afterwards. New
+    segments of the parts log are appended (a whole rewrite sets the log first, with
+    `parts_piece_update`).
     """
     delta = sa.bindparam(P_DELTA, type_=sa.Text())
+    parts = sa.bindparam(P_PARTS, type_=sa.Text())
     return (
         sa.update(layout.messages)
         .where(*_guard(layout, whole))
         .values(
             {
                 layout.content: layout.content.concat(delta) if concat else delta,
+                layout.parts: parts_value(layout, dialect, parts, concat=True),
                 layout.seq: sa.bindparam(P_SEQ),
                 layout.status: sa.bindparam(P_STATUS),
                 layout.finish_reason: sa.bindparam(P_REASON),
@@ -96,9 +127,20 @@ def flush_update(layout: Layout, *, whole: bool = False, concat: bool = True) ->
     )
 
 
-def append_update(layout: Layout) -> sa.Update:
+def append_update(layout: Layout, dialect: str = "sqlite") -> sa.Update:
     """Add only the new text: the row must be exactly at the previous seq."""
-    return flush_update(layout)
+    return flush_update(layout, dialect=dialect)
+
+
+def parts_piece_update(layout: Layout, dialect: str, *, whole: bool, concat: bool) -> sa.Update:
+    """Part of a parts log too large for one statement: only the parts change, under
+    the same guard as the flush that follows it in the same transaction."""
+    parts = sa.bindparam(P_PARTS, type_=sa.Text())
+    return (
+        sa.update(layout.messages)
+        .where(*_guard(layout, whole))
+        .values({layout.parts: parts_value(layout, dialect, parts, concat=concat)})
+    )
 
 
 def piece_update(layout: Layout, *, whole: bool, concat: bool) -> sa.Update:
@@ -151,6 +193,7 @@ def append_row_types(layout: Layout) -> dict[str, Any]:
         "delta": sa.Text(),
         "status": layout.status.type,
         "reason": layout.finish_reason.type,
+        "parts": sa.Text(),
     } | {f: layout.column(f).type for f in EXTRAS}
     return {k: types[k] for k in APPEND_PARAMS}
 
@@ -173,6 +216,7 @@ def append_rows(layout: Layout) -> sa.Update:
         .values(
             {
                 layout.content: layout.content.concat(v.c.delta),
+                layout.parts: parts_value(layout, "postgresql", v.c.parts, concat=True),
                 layout.seq: v.c.seq,
                 layout.status: v.c.status,
                 layout.finish_reason: v.c.reason,
@@ -233,6 +277,7 @@ def full_upsert(layout: Layout, dialect: Dialect, rows: list[dict[str, Any]]) ->
     t = layout.messages
     keys: list[sa.Column[Any]] = [
         layout.content,
+        layout.parts,
         layout.finish_reason,
         layout.updated_at,
         layout.status,

@@ -40,9 +40,11 @@ from ._errors import (
     UnknownMessage,
     UnknownSession,
 )
+from ._history import CutToolCalls, HistoryFormat, for_model
 from ._journal import Journal
-from ._loader import Loader, for_model
+from ._loader import Loader
 from ._message import INTERRUPTED_MARKER, Message, ends_complete, to_db_time
+from ._parts import PartsLog
 from ._retrofit import MessagesTable
 from ._schema import (
     CLIENT_WRITER,
@@ -54,6 +56,7 @@ from ._schema import (
 from ._writer import DraftState, Writer, WriterStats
 
 log = logging.getLogger("chatpersist")
+
 
 class ChatStore(AuditMixin):
     """Chat history with drafts that survive an interrupted stream.
@@ -332,8 +335,9 @@ class ChatStore(AuditMixin):
                 sa.update(L.messages)
                 .where(L.id == L.msg_key(self._message_id(message_id)))
                 .values(
-                    {L.content: "", L.status: STREAMING, L.finish_reason: "regenerating",
-                     L.error: None, L.seq: L.seq + 1, L.stop_requested: None}
+                    {L.content: "", L.parts: None, L.status: STREAMING,
+                     L.finish_reason: "regenerating", L.error: None, L.seq: L.seq + 1,
+                     L.stop_requested: None}
                 )
             )  # fmt: skip
         return self.get_message(message_id)
@@ -383,7 +387,7 @@ class ChatStore(AuditMixin):
             row = conn.execute(query).first()
         if row is None:
             raise UnknownMessage(mid)
-        return self.loader.messages([row])[0]
+        return self.loader.messages([row], offset=offset)[0]
 
     async def aget_message(self, message_id: str | int) -> Message:
         """`get_message` without blocking the event loop."""
@@ -405,16 +409,26 @@ class ChatStore(AuditMixin):
         *,
         interrupted: Literal["keep", "drop"] = "keep",
         before: str | int | None = None,
-    ) -> list[dict[str, str]]:
-        """History to send back to a model: live drafts left out, interrupted ones by choice.
+        format: HistoryFormat = "openai",
+        cut_tool_calls: CutToolCalls = "drop",
+        keep_reasoning: bool = False,
+    ) -> list[dict[str, Any]]:
+        """History to send back to a model, in the shape of its API (`format`):
+        live drafts left out, interrupted ones by choice.
 
         Kept interrupted answers carry their text without the display marker; empty
         ones are always left out (an empty assistant turn is refused by most APIs).
-        With `before`, only the messages that precede that message id.
+        With `before`, only the messages that precede that message id. Answers with
+        tool calls become the turns each API expects (OpenAI: `tool_calls` and one
+        `tool` message per call; Anthropic: `tool_use` / `tool_result` blocks); a call
+        cut short or without a result is left out (`cut_tool_calls="drop"`) or closed
+        by an error result (`"error"`), never sent half. Reasoning of a cut answer is
+        left out unless `keep_reasoning`.
         """
-        if interrupted not in ("keep", "drop"):
-            raise ValueError("interrupted must be 'keep' or 'drop'")
-        return for_model(self.history(session_id), interrupted, before)
+        return for_model(
+            self.history(session_id), interrupted, before, format=format,
+            cut_tool_calls=cut_tool_calls, keep_reasoning=keep_reasoning,
+        )  # fmt: skip
 
     # -- internals --
 
@@ -442,7 +456,7 @@ class ChatStore(AuditMixin):
         mid = o.message_id
         now = self._stamp()
         writer = uuid.uuid4().hex
-        text, seq = "", 0
+        text, seq, parts = "", 0, None
         with self._tx(write=True) as conn:
             self._require_session(conn, o.session_id, touch=now)
             row = None
@@ -462,7 +476,7 @@ class ChatStore(AuditMixin):
                     )
                 )  # fmt: skip
                 row = conn.execute(
-                    sa.select(L.session_id, L.status, L.seq, L.content, L.writer).where(
+                    sa.select(L.session_id, L.status, L.seq, L.content, L.parts).where(
                         L.id == L.msg_key(mid)
                     )
                 ).first()
@@ -475,6 +489,7 @@ class ChatStore(AuditMixin):
                     raise MessageConflict(f"message {mid!r} is already complete")
                 # The new token fences off the old writer, however late it comes back.
                 text, seq = row[3], row[2]
+                parts = PartsLog.resumed(row[4], len(text))
         state = DraftState(
             message_id=mid,
             session_id=o.session_id,
@@ -484,6 +499,7 @@ class ChatStore(AuditMixin):
             committed_text=text,
             seq=seq,
             writer=writer,
+            parts=parts,
         )
         self._writer.register(state)
         return state

@@ -30,7 +30,9 @@ from starlette.responses import JSONResponse, Response
 
 from ._errors import MessageConflict, UnknownMessage, UnknownSession
 from ._fanout import follow_events
+from ._history import format_of
 from ._message import Message
+from ._parts import ReasoningPart, TextPart, ToolCallPart, ToolResultPart
 from .asgi import ChatStreams, DraftStreamResponse, Event, _allowed, _Disconnect
 from .recovery import continuation
 
@@ -50,12 +52,13 @@ _REASONS = {
 
 
 def ui_message(m: Message) -> dict[str, Any]:
-    """A stored message as a `UIMessage`: its text as one part, and its state (live,
-    interrupted, finish reason) as metadata, so a page can mark a cut answer."""
+    """A stored message as a `UIMessage`: its parts (text, reasoning, tool calls with
+    their results as `dynamic-tool` parts), and its state (live, interrupted, finish
+    reason) as metadata, so a page can mark a cut answer."""
     return {
         "id": str(m.id),
         "role": m.role,
-        "parts": [{"type": "text", "text": m.content}] if m.content else [],
+        "parts": _ui_parts(m),
         "metadata": {
             "status": m.status,
             "finishReason": m.finish_reason,
@@ -65,14 +68,38 @@ def ui_message(m: Message) -> dict[str, Any]:
     }
 
 
+def _ui_parts(m: Message) -> list[dict[str, Any]]:
+    results = {p.tool_call_id: p for p in m.parts if isinstance(p, ToolResultPart)}
+    out: list[dict[str, Any]] = []
+    for p in m.parts:
+        if isinstance(p, TextPart):
+            out.append({"type": "text", "text": p.text})
+        elif isinstance(p, ReasoningPart) and p.text:
+            out.append({"type": "reasoning", "text": p.text})
+        elif isinstance(p, ToolCallPart):
+            part: dict[str, Any] = {
+                "type": "dynamic-tool", "toolName": p.name, "toolCallId": p.id,
+                "state": "input-available", "input": p.input,
+            }  # fmt: skip
+            result = results.get(p.id)
+            if not p.complete:
+                part |= {"state": "output-error", "errorText": "interrupted", "input": None}
+            elif result is not None and result.is_error:
+                part |= {"state": "output-error", "errorText": result.content}
+            elif result is not None:
+                part |= {"state": "output-available", "output": result.content}
+            out.append(part)
+    return out
+
+
 def _chunk(value: dict[str, Any]) -> str:
     return f"data: {json.dumps(value, ensure_ascii=False)}\n\n"
 
 
 async def ui_chunks(events: AsyncIterator[Event] | AsyncIterator[Any]) -> AsyncIterator[str]:
     """chatpersist's answer events (`start`/`reasoning`/`snapshot`/`delta`/`error`/`end`)
-    as the UI message stream: start, start-step, reasoning-start/delta/end (live only:
-    reasoning is not stored yet), text-start/delta/end, finish-step, `abort` for an
+    as the UI message stream: start, start-step, reasoning-start/delta/end (live; the
+    history has them as reasoning parts), text-start/delta/end, finish-step, `abort` for an
     answer a user ended, finish, any error, then the terminator."""
     started_text = False
     reasoning = False  # a reasoning part is open
@@ -167,7 +194,8 @@ class UIChat:
                 await self.store.add_message(chat_id, "user", text, message_id=user_id)
             except MessageConflict:
                 pass  # the same message sent again (a retry): it is stored already
-        history = await self.store.history_for_model(chat_id, before=target)
+        shape = format_of(self.provider)
+        history = await self.store.history_for_model(chat_id, before=target, format=shape)
         client = _Disconnect()
         events = self.streams._events(
             chat_id, self.provider.astream(history), target, None, client
@@ -229,7 +257,8 @@ class UIChat:
         if not m.interrupted:
             return _problem(409, f"message {m.id!r} is not interrupted")
         prefill = bool(getattr(self.provider, "prefill", False))
-        messages = continuation(self.store.sync, str(m.id), prefill=prefill)
+        shape = format_of(self.provider)
+        messages = continuation(self.store.sync, str(m.id), prefill=prefill, format=shape)
         events = self.streams._events(
             str(m.session_id), self.provider.astream(messages), str(m.id), "finish", _Disconnect()
         )

@@ -457,8 +457,10 @@ async def _pump(
         async for item in items:
             text = ""
             for chunk in to_chunks(item):
-                if isinstance(chunk, ReasoningDelta):  # shown live, not stored (yet)
-                    yield "reasoning", {"text": chunk.text}, pos.event_id
+                if isinstance(chunk, ReasoningDelta):  # stored as a part, and shown live
+                    feed(d, chunk)
+                    if chunk.text:
+                        yield "reasoning", {"text": chunk.text}, pos.event_id
                 else:
                     text += feed(d, chunk)
             if text:

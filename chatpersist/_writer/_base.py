@@ -7,9 +7,11 @@ import itertools
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from .._clock import Clock
 from .._journal import Journal
+from .._parts import encode
 from ._state import DraftState, Verdict, _Job
 from ._stats import WriterStats
 
@@ -17,6 +19,14 @@ log = logging.getLogger("chatpersist")
 
 
 class _Base:
+    #: Text as the database can hold it (set by `_GroupCommit`).
+    sanitize: Callable[[str], str]
+
+    def encode_parts(self, segments: list[dict[str, Any]]) -> str:
+        """Segments as the JSON text bound to the parts column, each string made
+        storable as the text is (PostgreSQL's JSONB refuses NUL, UTF-8 lone surrogates)."""
+        return encode(_clean(segments, self.sanitize))
+
     def __init__(self, *, clock: Clock, heartbeat_seconds: float, journal: Journal | None) -> None:
         self._clock = clock
         self._heartbeat = heartbeat_seconds
@@ -45,6 +55,7 @@ class _Base:
                 verdict = verdicts.get(id(job), "landed")
                 if verdict in ("superseded", "deleted"):
                     s.committed.append(job.delta)
+                    _commit_parts(job)
                     s.job = None
                     self._fence(s, verdict)
                 elif job.heartbeat:
@@ -63,6 +74,7 @@ class _Base:
         s.attempts = s.strikes = 0
         s.last_write_at = mono
         s.committed.append(job.delta)
+        _commit_parts(job)
         s.seq = job.seq
         s.row_in_sync = True
         if job.final:
@@ -99,6 +111,21 @@ class _Base:
             callbacks, self._callbacks = self._callbacks, []
         for cb in callbacks:
             _call(cb)
+
+
+def _clean(value: Any, sanitize: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return sanitize(value)
+    if isinstance(value, dict):
+        return {sanitize(str(k)): _clean(v, sanitize) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v, sanitize) for v in value]
+    return value
+
+
+def _commit_parts(job: _Job) -> None:
+    if job.parts and job.state.log is not None:
+        job.state.log.committed += job.parts
 
 
 def _call(callback: Callable[[], None]) -> None:

@@ -12,11 +12,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .. import _sql
+from .. import _parts, _sql
 from .._engine import write_tx
 from .._message import to_db_time
 from .._schema import STREAMING, Layout
-from ._base import _Base
+from ._base import _Base, _clean
 from ._state import Verdict, _Job
 
 _SLICE = 64
@@ -37,19 +37,25 @@ class _GroupCommit(_Base):
         self._layout = layout
         self.sanitize = sanitize
         self._text_budget: int | None = None
-        self._append_stmt = _sql.append_update(layout)
+        dialect = engine.dialect.name
+        self._append_stmt = _sql.append_update(layout, dialect)
         # PostgreSQL writes a batch's rows in one statement each (see `_sql.append_rows`).
-        self._pg = engine.dialect.name == "postgresql"
+        self._pg = dialect == "postgresql"
         self._rows_stmt = _sql.append_rows(layout) if self._pg else None
         self._beat_rows = _sql.heartbeat_rows(layout) if self._pg else None
         self._beat_stmt = _sql.heartbeat_update(layout)
-        self._whole_stmt = _sql.flush_update(layout, whole=True, concat=False)
+        self._whole_stmt = _sql.flush_update(layout, whole=True, concat=False, dialect=dialect)
         self._pieces = {
             (whole, concat): _sql.piece_update(layout, whole=whole, concat=concat)
             for whole in (False, True)
             for concat in (False, True)
         }
-        self._last_whole = _sql.flush_update(layout, whole=True, concat=True)
+        self._parts_pieces = {
+            (whole, concat): _sql.parts_piece_update(layout, dialect, whole=whole, concat=concat)
+            for whole in (False, True)
+            for concat in (False, True)
+        }
+        self._last_whole = _sql.flush_update(layout, whole=True, concat=True, dialect=dialect)
 
     def _commit(self, jobs: list[_Job]) -> dict[int, Verdict]:
         """Write the jobs in one transaction; what became of each (by `id(job)`).
@@ -60,8 +66,8 @@ class _GroupCommit(_Base):
         verdicts: dict[int, Verdict] = {}
         with write_tx(self._engine) as conn:
             budget = self._budget(conn)
-            appends = [j for j in writes if j.state.row_in_sync and len(j.delta) <= budget]
-            rest = [j for j in writes if not (j.state.row_in_sync and len(j.delta) <= budget)]
+            appends = [j for j in writes if j.state.row_in_sync and j.size() <= budget]
+            rest = [j for j in writes if not (j.state.row_in_sync and j.size() <= budget)]
             if appends:
                 if self._append(conn, appends, now, budget) == len(appends):
                     verdicts.update((id(j), "landed") for j in appends)
@@ -70,8 +76,8 @@ class _GroupCommit(_Base):
                     rest += [j for j in appends if verdicts[id(j)] == "behind"]
             for job in rest:
                 whole = not job.state.row_in_sync or id(job) in verdicts
-                text = self._whole_text(job) if whole else job.delta
-                self._write_text(conn, self._params(job, now), text, whole=whole)
+                text, parts = self._whole(job) if whole else (job.delta, job.parts)
+                self._write_text(conn, self._params(job, now), text, whole=whole, parts=parts)
                 self.stats.full_writes += whole
             if rest:
                 for j, v in self._verdicts(conn, rest).items():
@@ -116,7 +122,7 @@ class _GroupCommit(_Base):
             part: list[_Job] = []
             size = 0
             while i < len(jobs) and len(part) < step and (not part or size < budget):
-                size += len(jobs[i].delta)
+                size += jobs[i].size()
                 part.append(jobs[i])
                 i += 1
             rows = [self._row(j) for j in part]
@@ -140,6 +146,7 @@ class _GroupCommit(_Base):
             "delta": self.sanitize(job.delta),
             "status": job.status,
             "reason": job.reason,
+            "parts": job.parts_json,
             **{f: job.extras.get(f) for f in _sql.EXTRAS},
         }
 
@@ -147,12 +154,29 @@ class _GroupCommit(_Base):
         return _sql.bind(self._row(job), now)
 
     def _write_text(
-        self, conn: sa.Connection, params: dict[str, Any], text: str, *, whole: bool
+        self,
+        conn: sa.Connection,
+        params: dict[str, Any],
+        text: str,
+        *,
+        whole: bool,
+        parts: list[dict[str, Any]] | None = None,
     ) -> None:
-        """One flush of `text` (the new text, or with `whole` all of it), in as many
-        statements as the server's limit needs, under one guard and transaction."""
+        """One flush of `text` and `parts` (the new ones, or with `whole` all of
+        them), in as many statements as the server's limit needs, under one guard
+        and transaction."""
         text = self.sanitize(text)
         budget = self._budget(conn)
+        chunks = _parts.split(_clean(parts, self.sanitize), budget) if parts else []
+        params = {**params, _sql.P_PARTS: None}
+        if whole or len(chunks) > 1 or (chunks and len(chunks[0]) + len(text) > budget):
+            # The parts on their own first: a whole rewrite sets them (NULL: none).
+            pieces: list[str | None] = [*chunks] if chunks or not whole else [None]
+            for n, chunk in enumerate(pieces):
+                stmt = self._parts_pieces[(whole, not whole or n > 0)]
+                conn.execute(stmt, {**params, _sql.P_PARTS: chunk})
+        elif chunks:
+            params[_sql.P_PARTS] = chunks[0]
         pieces = [text[i : i + budget] for i in range(0, len(text), budget)] or [""]
         for n, piece in enumerate(pieces[:-1]):
             stmt = self._pieces[(whole, not (whole and n == 0))]
@@ -163,9 +187,14 @@ class _GroupCommit(_Base):
             last = self._last_whole if whole else self._append_stmt
             conn.execute(last, {**params, _sql.P_DELTA: pieces[-1]})
 
-    def _whole_text(self, job: _Job) -> str:
+    def _whole(self, job: _Job) -> tuple[str, list[dict[str, Any]] | None]:
+        """The text and parts segments of the job's draft up to this job."""
         with self._cond:
-            return "".join([*job.state.committed, job.delta])
+            s = job.state
+            text = "".join([*s.committed, job.delta])
+            return text, None if s.log is None else _parts.compact(
+                [*s.log.committed, *(job.parts or [])]
+            )
 
     def _beat(self, conn: sa.Connection, jobs: list[_Job], now: Any) -> int:
         """Refresh the lease of drafts with nothing new to write; rows matched."""
@@ -195,9 +224,7 @@ class _GroupCommit(_Base):
         behind it, held by another writer (or complete), or gone?"""
         L = self._layout
         ids = [L.msg_key(mid) for mid, _, _ in keys]
-        rows = conn.execute(
-            sa.select(L.id, L.seq, L.writer, L.status).where(L.id.in_(ids))
-        ).all()
+        rows = conn.execute(sa.select(L.id, L.seq, L.writer, L.status).where(L.id.in_(ids))).all()
         stored = {str(r[0]): (r[1], r[2] or "", r[3]) for r in rows}
         out: list[Verdict] = []
         for mid, writer, seq in keys:

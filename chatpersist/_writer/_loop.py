@@ -14,6 +14,7 @@ from .._clock import Clock
 from .._errors import FlushError, StoreClosed
 from .._journal import Journal
 from .._message import to_db_time
+from .._parts import PartsLog
 from .._schema import STREAMING, Layout
 from ._base import _call, log
 from ._schedule import _Scheduler
@@ -70,9 +71,13 @@ class Writer(_Scheduler, _Stops, _Spill):
         with self._cond:
             if self._stopping:
                 raise StoreClosed("the store is closed: this text cannot be saved any more")
+            if state.log is not None:
+                state.log.text(state.text_len)
+            state.text_len += len(piece)
             state.pending.append(piece)
             if state.closed:
                 return  # taken over, or its row deleted: keep the text in memory only
+            # `_pending`, inlined: this runs once per chunk of every answer.
             if state.first_pending_at is None:
                 state.first_pending_at = now = self._clock.monotonic()
                 deadline = now + state.every_seconds
@@ -83,6 +88,39 @@ class Writer(_Scheduler, _Stops, _Spill):
                 self._candidates[id(state)] = state
                 if self._waiting:
                     self._cond.notify()
+
+    def add_part(self, state: DraftState, record: Callable[[PartsLog], None]) -> None:
+        """Record a part (reasoning, a tool call...) with `record`; it counts as a
+        chunk, and is written with the text, under the same throttle and guards."""
+        with self._cond:
+            if self._stopping:
+                raise StoreClosed("the store is closed: this part cannot be saved any more")
+            log = state.log or PartsLog([], state.text_len)
+            record(log)  # raises on bad input before anything changed
+            state.log = log
+            # An empty piece: one more chunk for the throttle, no text.
+            state.pending.append("")
+            self._pending(state)
+
+    def segments(self, state: DraftState) -> tuple[str, list[dict[str, Any]] | None]:
+        """The text and all parts segments of a draft, flushed or not."""
+        with self._cond:
+            return state.text(), state.segments()
+
+    def _pending(self, state: DraftState) -> None:
+        """Something was added: schedule the draft's flush (count or timer)."""
+        if state.closed:
+            return  # taken over, or its row deleted: keep the text in memory only
+        if state.first_pending_at is None:
+            state.first_pending_at = now = self._clock.monotonic()
+            deadline = now + state.every_seconds
+            heapq.heappush(self._timers, (deadline, next(self._order), state))
+            if self._waiting and (self._wake_at is None or deadline < self._wake_at):
+                self._cond.notify()
+        if len(state.pending) >= state.every_chunks:
+            self._candidates[id(state)] = state
+            if self._waiting:
+                self._cond.notify()
 
     def set_extra(self, state: DraftState, field: str, value: object) -> None:
         with self._cond:
@@ -166,7 +204,9 @@ class Writer(_Scheduler, _Stops, _Spill):
                     status, reason = s.final or (STREAMING, "cancelled")
                     # seq + 2: above a write still in flight, which may yet land.
                     job = _Job(s, s.seq + 2, "", status, reason, True, extras=dict(s.extras))
-                    records.append(self._record(job, written_at, text=s.text()))
+                    records.append(
+                        self._record(job, written_at, text=s.text(), segments=s.segments())
+                    )
         if records:
             assert self._journal is not None
             try:

@@ -72,8 +72,10 @@ class _Scheduler(_Base):
             heapq.heappush(self._timers, (now + state.every_seconds, next(self._order), state))
         extras = {k: v for k, v in state.extras.items() if v is not None}
         status, reason = state.final or (STREAMING, None)
+        parts = state.log.take() if state.log is not None else None
         state.job = _Job(
             state, state.seq + 1, delta, status, reason, final=state.final is not None,
-            extras=extras,
+            extras=extras, parts=parts or None,
+            parts_json=self.encode_parts(parts) if parts else None,
         )  # fmt: skip
         return state.job

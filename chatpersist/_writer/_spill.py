@@ -10,7 +10,8 @@ from .. import _sql
 from .._engine import write_tx
 from .._journal import Journal, Record
 from .._message import to_db_time
-from ._base import log
+from .._parts import compact
+from ._base import _clean, log
 from ._retry import _TRANSIENT, _refusal, _Retry, _short
 from ._state import _Job
 
@@ -75,7 +76,10 @@ class _Spill(_Retry):
         for rec in records:
             try:
                 with write_tx(self._engine) as conn:
-                    self._write_text(conn, self._record_params(rec, now), rec.content, whole=True)
+                    self._write_text(
+                        conn, self._record_params(rec, now), rec.content, whole=True,
+                        parts=rec.parts,
+                    )  # fmt: skip
                     verdict = self._classify(conn, [(rec.message_id, rec.writer, rec.seq)])[0]
             except Exception as exc:  # noqa: BLE001 - one record must not stop the rest
                 if isinstance(exc, _TRANSIENT) and not _refusal(exc):
@@ -94,9 +98,18 @@ class _Spill(_Retry):
         self.stats.replayed += applied
         return len(records)
 
-    def _record(self, job: _Job, written_at: str, text: str | None = None) -> Record:
-        """The job's whole row, as journaled."""
+    def _record(
+        self,
+        job: _Job,
+        written_at: str,
+        text: str | None = None,
+        segments: list[dict[str, Any]] | None = None,
+    ) -> Record:
+        """The job's whole row, as journaled (or with `text` and `segments` as given)."""
         s = job.state
+        if segments is None and s.log is not None:
+            segments = [*s.log.committed, *(job.parts or [])]
+        parts = None if segments is None else compact(_clean(segments, self.sanitize))
         return Record(
             message_id=s.message_id,
             session_id=s.session_id,
@@ -108,6 +121,7 @@ class _Spill(_Retry):
             extras={k: v for k, v in job.extras.items() if v is not None},
             written_at=written_at,
             writer=s.writer,
+            parts=parts,
         )
 
     def _record_params(self, rec: Record, now: Any) -> dict[str, Any]:

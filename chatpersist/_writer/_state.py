@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .._parts import PartsLog
+
 #: What became of a write: applied, the row behind it, another writer's, or gone.
 Verdict = Literal["landed", "behind", "superseded", "deleted"]
 
@@ -25,6 +27,7 @@ class DraftState:
         committed_text: str,
         seq: int,
         writer: str,
+        parts: PartsLog | None = None,
     ) -> None:
         self.message_id = message_id
         self.session_id = session_id
@@ -38,6 +41,10 @@ class DraftState:
         # Committed text kept as the joined deltas of past flushes: joining once per
         # flush, not once per chunk, keeps long answers linear.
         self.committed: list[str] = [committed_text] if committed_text else []
+        #: Characters of text so far (where a new text part starts).
+        self.text_len = len(committed_text)
+        #: Reasoning, tool calls and results (None while the answer is text only).
+        self.log = parts
         #: The write being made, or waiting for its retry (then `retry_at` is set).
         self.job: _Job | None = None
         self.retry_at: float | None = None
@@ -69,6 +76,13 @@ class DraftState:
         inflight = self.job.delta if self.job is not None else ""
         return "".join([*self.committed, inflight, *self.pending])
 
+    def segments(self) -> list[dict[str, Any]] | None:
+        """All parts segments so far, flushed or not (None: text only)."""
+        if self.log is None:
+            return None
+        inflight = self.job.parts if self.job is not None and self.job.parts else []
+        return self.log.all(inflight)
+
     def due(self, now: float) -> bool:
         if self.closed or self.job is not None:
             return False
@@ -91,3 +105,10 @@ class _Job:
     final: bool
     heartbeat: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
+    #: New segments of the parts log, and their JSON text as bound.
+    parts: list[dict[str, Any]] | None = None
+    parts_json: str | None = None
+
+    def size(self) -> int:
+        """Characters this write sends."""
+        return len(self.delta) + (len(self.parts_json) if self.parts_json else 0)

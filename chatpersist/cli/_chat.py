@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from .._history import format_of
 from .._store import ChatStore
 from ..providers import ProviderError, feed
 from ._output import safe, show_message
@@ -35,7 +36,8 @@ def run_chat(store: ChatStore, provider: Any, session_id: str | None = None) -> 
 def answer(store: ChatStore, provider: Any, session_id: str) -> None:
     """Stream one answer into a draft; Ctrl-C stops it as the user's Stop."""
 
-    stream = provider.stream(store.history_for_model(session_id))
+    shape = format_of(provider)
+    stream = provider.stream(store.history_for_model(session_id, format=shape))
     click.echo(click.style("assistant> ", bold=True), nl=False)
     with store.draft(session_id) as d:
         try:

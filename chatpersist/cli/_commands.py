@@ -1,14 +1,16 @@
 """The `chatpersist` commands: each a thin layer over one library call."""
+
 from __future__ import annotations
 
 import sys
 import tempfile
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
+from .._message import Message
 from .._store import ChatStore
 from ..recovery import continue_answer
 from ..recovery import regenerate as regenerate_answer
@@ -24,6 +26,7 @@ from ._options import (
     open_store,
     parse_since,
     provider_options,
+    reasoning_option,
     store_options,
     usage_error,
     with_group_options,
@@ -90,17 +93,20 @@ def sessions(
 @click.argument("session_id")
 @store_options
 @json_option
+@reasoning_option
 def history(
-    session_id: str, db: str | None, table: str | None, schema: str | None, as_json: bool
-) -> None:
-    """Show a session's messages; interrupted answers are marked."""
+    session_id: str, db: str | None, table: str | None, schema: str | None, as_json: bool,
+    reasoning: str | None,
+) -> None:  # fmt: skip
+    """Show a session's messages; interrupted answers are marked. Reasoning, tool calls
+    (→ name(arguments)) and tool results (← result) are shown where they came."""
     with open_store(db, table, schema) as store:
         messages = store.history(session_id)
     if as_json:
         click.echo(to_json([m.to_dict() for m in messages], indent=2))
         return
     for m in messages:
-        show_message(m)
+        show_message(m, reasoning or "folded")
 
 
 AUDIT_COLUMNS = ["session_id", "id", "length", "age", "reason", "model", "created_at"]
@@ -111,19 +117,24 @@ def audit_rows(
 ) -> list[dict[str, Any]]:
     now = store.clock.now()
     return [
-        {
-            "session_id": m.session_id,
-            "id": m.id,
-            "length": len(m.content),
-            "age": _age(now - m.created_at),
-            "reason": m.finish_reason or "lease_expired",
-            "model": m.model,
-            "created_at": m.created_at.isoformat(),
-            "error": m.error,
-            "content": m.content,
-        }
-        for m in store.interrupted(since=since, session_id=session, reason=reason)
+        audit_row(m, now) for m in store.interrupted(since=since, session_id=session, reason=reason)
     ]
+
+
+def audit_row(m: Message, now: datetime) -> dict[str, Any]:
+    """An interrupted answer as `audit` lists it (JSON and JSON Lines carry its parts)."""
+    return {
+        "session_id": m.session_id,
+        "id": m.id,
+        "length": len(m.content),
+        "age": _age(now - m.created_at),
+        "reason": m.finish_reason or "lease_expired",
+        "model": m.model,
+        "created_at": m.created_at.isoformat(),
+        "error": m.error,
+        "content": m.content,
+        "parts": [p.to_dict() for p in m.parts],
+    }
 
 
 def _age(delta: timedelta) -> str:
@@ -141,18 +152,31 @@ def _age(delta: timedelta) -> str:
 @click.option("--reason", default=None, help="Only this finish_reason (e.g. disconnected).")
 @json_option
 @csv_option
+@click.option(
+    "--show", is_flag=True, help="Then show each answer, its reasoning and tool calls too."
+)
+@reasoning_option
 @click.pass_context
 def audit(
     ctx: click.Context, db: str | None, table: str | None, schema: str | None,
     since: str | None, session: str | None, reason: str | None, as_json: bool, as_csv: bool,
+    show: bool, reasoning: str | None,
 ) -> None:  # fmt: skip
     """List interrupted answers (see also: audit stats, audit export)."""
     if ctx.invoked_subcommand is not None:
         return
     delta = parse_since(since)
     with open_store(db, table, schema) as store:
-        rows = audit_rows(store, delta, session, reason)
+        now = store.clock.now()
+        found = store.interrupted(since=delta, session_id=session, reason=reason)
+    rows = [audit_row(m, now) for m in found]
     emit_rows(rows, as_json, as_csv, AUDIT_COLUMNS)
+    if show and not (as_json or as_csv):
+        for m, row in zip(found, rows, strict=True):
+            click.echo()
+            head = f"[{row['id']} in session {row['session_id']}: {row['reason']}, {row['age']}]"
+            click.echo(click.style(safe(head), bold=True))
+            show_message(m, reasoning or "folded")
 
 
 @audit.command("stats")

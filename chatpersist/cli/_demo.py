@@ -29,7 +29,7 @@ def run_demo(db_url: str, *, fast: bool = False) -> str:
 
         step(2, "The assistant answers; halfway through, the user switches conversation")
         click.echo(click.style("assistant> ", bold=True), nl=False)
-        stream = provider.stream(store.history_for_model(sid))
+        stream = provider.stream(store.history_for_model(sid, format=provider.history_format))
         with store.draft(sid) as d:
             for item in stream:
                 click.echo(feed(d, item), nl=False)

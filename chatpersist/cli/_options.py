@@ -1,4 +1,5 @@
 """The CLI's shared options, exit codes and the mapping of library errors to them."""
+
 from __future__ import annotations
 
 import importlib
@@ -25,7 +26,7 @@ from .._errors import (
 )
 from .._retrofit import MessagesTable
 from .._store import ChatStore
-from ._output import safe
+from ._output import REASONING_MODES, safe
 
 # Exit codes (documented in the README and in `chatpersist --help`).
 EXIT_ERROR = 1
@@ -185,6 +186,15 @@ def json_option(f: F) -> F:
 
 def csv_option(f: F) -> F:
     return click.option("--csv", "as_csv", is_flag=True, help="CSV for spreadsheets.")(f)
+
+
+def reasoning_option(f: F) -> F:
+    return click.option(
+        "--reasoning",
+        type=click.Choice(REASONING_MODES),
+        default=None,
+        help="The model's reasoning: its first line (the default), all of it, or none.",
+    )(f)
 
 
 def _check_base_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -1,15 +1,20 @@
 """What the CLI prints: escaped for terminals, neutralised for spreadsheets."""
+
 from __future__ import annotations
 
 import csv
 import json
 import re
 import sys
+from collections.abc import Iterable
 from typing import IO, Any
 
 import click
+import click._compat as click_compat
+from click.globals import resolve_color_default
 
 from .._message import Message
+from .._parts import Part, ReasoningPart, TextPart, ToolCallPart, ToolResultPart
 
 # -- output: what a terminal or a spreadsheet must not take as commands --------------
 
@@ -90,13 +95,94 @@ def _cell(value: Any) -> str:
     return safe(str(value).replace("\n", " "))
 
 
-def show_message(m: Message) -> None:
+#: How much of a tool call's arguments, or of a tool result, a listing shows.
+PREVIEW_CHARS = 200
+#: How `history` shows reasoning: its first line and how many more, all of it, or none.
+REASONING_MODES = ("folded", "full", "hidden")
+
+
+def styled() -> bool:
+    """Whether styles reach stdout (a terminal, or colour forced): click's own rule."""
+    return not click_compat.should_strip_ansi(sys.stdout, resolve_color_default())
+
+
+def show_message(m: Message, reasoning: str = "folded") -> None:
+    """A message as `history` prints it: `role: text`, with its reasoning, tool calls
+    and tool results on lines of their own when it has any."""
     who = click.style(f"{safe(m.role)}:", bold=True)
+    if all(isinstance(p, TextPart) for p in m.parts):
+        if m.interrupted:
+            body = m.content + ("\n\n" if m.content else "")
+            rest = m.display_content[len(body) :]
+            click.echo(f"{who} {safe(body)}" + click.style(safe(rest), fg="yellow"))
+        elif m.live:
+            click.echo(
+                f"{who} {safe(m.content)}" + click.style("  [still generating...]", fg="cyan")
+            )
+        else:
+            click.echo(f"{who} {safe(m.content)}")
+        return
+    body = "\n".join(part_lines(m.parts, reasoning, styled()))
     if m.interrupted:
-        body = m.content + ("\n\n" if m.content else "")
-        rest = m.display_content[len(body) :]
-        click.echo(f"{who} {safe(body)}" + click.style(safe(rest), fg="yellow"))
+        marker = m.display_content[len(m.content) :].lstrip("\n")
+        body += ("\n\n" if body else "") + click.style(safe(marker), fg="yellow")
     elif m.live:
-        click.echo(f"{who} {safe(m.content)}" + click.style("  [still generating...]", fg="cyan"))
-    else:
-        click.echo(f"{who} {safe(m.content)}")
+        body += click.style("  [still generating...]", fg="cyan")
+    click.echo(f"{who} {body}")
+
+
+def part_lines(parts: Iterable[Part], reasoning: str = "folded", styled: bool = False) -> list[str]:
+    """The parts of a message as lines to print (escaped; `styled`: with ANSI styles,
+    else reasoning is prefixed `reasoning: `). Text is shown whole; reasoning folded
+    to its first line, whole or not at all; tool calls as `→ name(arguments)` and
+    results as `← result`, both cut at `PREVIEW_CHARS`."""
+    out: list[str] = []
+    text_before = False
+    for p in parts:
+        if isinstance(p, TextPart):
+            if text_before:  # text goes on where it stopped
+                out[-1] += safe(p.text)
+            else:
+                out.append(safe(p.text))
+            text_before = True
+            continue
+        text_before = False
+        if isinstance(p, ReasoningPart):
+            out.extend(_reasoning(p, reasoning, styled))
+        elif isinstance(p, ToolCallPart):
+            cut = not p.complete or p.input is None
+            line = f"→ {safe(p.name)}({_preview(p.arguments)})" + (" (cut)" if cut else "")
+            out.append(line)
+        elif isinstance(p, ToolResultPart):
+            mark = "error: " if p.is_error else ""
+            if mark and styled:
+                mark = click.style(mark, fg="red")
+            out.append(f"← {mark}{_preview(p.content)}")
+        else:
+            out.append(f"[{safe(p.type)}]")
+    return out
+
+
+def _reasoning(p: ReasoningPart, mode: str, styled: bool) -> list[str]:
+    text = p.text if p.text or p.redacted is None else "(redacted)"
+    if mode == "hidden" or not text:
+        return []
+    lines = text.rstrip("\n").split("\n")
+    if mode == "folded" and len(lines) > 1:
+        more = len(lines) - 1
+        lines = [f"{lines[0]} ({more} more line{'s' if more > 1 else ''})"]
+    if styled:
+        return [click.style(safe(line), dim=True) for line in lines]
+    return [f"reasoning: {safe(line)}" for line in lines]
+
+
+#: A line break and the indentation around it (pretty-printed JSON, a multi-line result).
+_LINE_BREAKS = re.compile(r"[ \t\r]*\n[ \t]*")
+
+
+def _preview(text: str) -> str:
+    """`text` on one line, cut at `PREVIEW_CHARS` (ending with … when cut)."""
+    flat = _LINE_BREAKS.sub(" ", text).strip(" ")
+    if len(flat) > PREVIEW_CHARS:
+        flat = flat[:PREVIEW_CHARS] + "…"
+    return safe(flat)

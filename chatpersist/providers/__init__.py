@@ -2,13 +2,15 @@
 
 provider = OpenAICompatible("http://localhost:11434/v1", "llama3.2")
 message = stream_into(store, session_id, provider.stream(history))
+
+Streams carry text, reasoning and tool calls; `feed` records them all on a draft.
 """
 
 from ._adapters import to_chunks
 from ._anthropic import Anthropic
-from ._chunks import Chunk, Finish, ModelName, ReasoningDelta, TextDelta, Usage
+from ._chunks import Chunk, Finish, ModelName, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from ._errors import ProviderError, ProviderHTTPError
-from ._fake import CANNED_ANSWER, FakeModelServer
+from ._fake import CANNED_ANSWER, FakeModelServer, FakeReasoning, FakeToolCall
 from ._http import HTTPProvider, Provider
 from ._openai import OpenAICompatible
 from ._pipe import astream_into, feed, stream_into
@@ -20,6 +22,8 @@ __all__ = [
     "Anthropic",
     "Chunk",
     "FakeModelServer",
+    "FakeReasoning",
+    "FakeToolCall",
     "Finish",
     "HTTPProvider",
     "ModelName",
@@ -30,6 +34,7 @@ __all__ = [
     "ReasoningDelta",
     "RetryPolicy",
     "TextDelta",
+    "ToolCallDelta",
     "Usage",
     "astream_into",
     "feed",

@@ -10,7 +10,7 @@ from httpx_sse import ServerSentEvent
 
 from ._chunks import Chunk
 from ._errors import ProviderError
-from ._http import DEFAULT_TIMEOUT, HTTPProvider, Message
+from ._http import DEFAULT_TIMEOUT, HistoryFormat, HTTPProvider, Message
 from ._parse import StreamState, anthropic_chunks
 from ._retry import RetryPolicy
 
@@ -35,8 +35,12 @@ class _Parser(StreamState):
 
 
 class Anthropic(HTTPProvider):
-    """`POST {base_url}/v1/messages` with `stream: true`. A leading system message goes
-    to the top-level `system` field; a last assistant message is a prefill."""
+    """`POST {base_url}/v1/messages` with `stream: true`. System messages go to the
+    top-level `system` field; the others as given (content as a string or a list of
+    blocks: text, thinking, redacted_thinking, tool_use, tool_result...); a last
+    assistant message is a prefill."""
+
+    history_format: HistoryFormat = "anthropic"
 
     #: The model extends a last assistant message (used to continue cut answers).
     prefill = True
@@ -61,8 +65,11 @@ class Anthropic(HTTPProvider):
         )  # fmt: skip
         self.max_tokens = max_tokens
 
-    def request(self, messages: list[Message]) -> tuple[dict[str, str], dict[str, Any]]:
-        """The headers and JSON body of the Messages API request for `messages`."""
+    def request(
+        self, messages: list[Message], tools: list[dict[str, Any]] | None = None
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        """The headers and JSON body of the Messages API request for `messages` (and
+        `tools`, Anthropic's `{"name", "description", "input_schema"}` definitions)."""
         headers = {
             "accept": "text/event-stream",
             "anthropic-version": API_VERSION,
@@ -70,7 +77,7 @@ class Anthropic(HTTPProvider):
         }
         if self.api_key:
             headers["x-api-key"] = self.api_key
-        system = [m["content"] for m in messages if m.get("role") == "system"]
+        system = [m.get("content") for m in messages if m.get("role") == "system"]
         body: dict[str, Any] = {
             "model": self.model,
             "max_tokens": self.max_tokens,
@@ -79,9 +86,25 @@ class Anthropic(HTTPProvider):
             **self.extra_body,
         }
         if system:
-            body["system"] = "\n\n".join(str(s) for s in system)
+            body["system"] = _system(system)
+        if tools:
+            body["tools"] = tools
         return headers, body
 
     def parser(self) -> _Parser:
         """A fresh parser of this API's SSE events."""
         return _Parser()
+
+
+def _system(contents: list[Any]) -> str | list[Any]:
+    """The `system` field: the system messages' texts joined, or their blocks in a list
+    when one of them has a list of blocks (e.g. with `cache_control`)."""
+    if all(isinstance(c, str) for c in contents):
+        return "\n\n".join(contents)
+    blocks: list[Any] = []
+    for content in contents:
+        if isinstance(content, list):
+            blocks += content
+        elif content:
+            blocks.append({"type": "text", "text": str(content)})
+    return blocks

@@ -14,9 +14,25 @@ class TextDelta:
 
 @dataclass(frozen=True)
 class ReasoningDelta:
-    """More of the model's visible reasoning (not part of the answer)."""
+    """More of the model's visible reasoning (not part of the answer). `signature`
+    ends a block (Anthropic's thinking signature, which must be sent back);
+    `redacted` is a redacted block's opaque data."""
 
     text: str
+    signature: str | None = None
+    redacted: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call: `index` names the call within the answer (OpenAI's
+    `index`, Anthropic's content block index); `id` and `name` come with its first
+    piece, `arguments` is the next fragment of its JSON arguments."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
 
 
 @dataclass(frozen=True)
@@ -37,4 +53,4 @@ class ModelName:
     name: str
 
 
-Chunk = TextDelta | ReasoningDelta | Finish | Usage | ModelName
+Chunk = TextDelta | ReasoningDelta | ToolCallDelta | Finish | Usage | ModelName

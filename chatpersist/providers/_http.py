@@ -6,17 +6,20 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 from httpx_sse import EventSource, ServerSentEvent, SSEError, aconnect_sse, connect_sse
 
-from ._chunks import Chunk, ReasoningDelta, TextDelta
+from ._chunks import Chunk, ReasoningDelta, TextDelta, ToolCallDelta
 from ._errors import ProviderError, ProviderHTTPError
 from ._retry import RETRYABLE_STATUS, TRANSIENT, RetryPolicy, parse_retry_after
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=10.0, pool=10.0)
 Message = dict[str, Any]
+#: The shape of the history a provider takes: OpenAI's chat messages (`tool_calls` on
+#: assistant messages, `role: "tool"` results) or Anthropic's (lists of content blocks).
+HistoryFormat = Literal["openai", "anthropic"]
 
 
 class Provider(Protocol):
@@ -66,11 +69,15 @@ def unreachable(url: str, exc: httpx.HTTPError) -> ProviderError:
 
 
 def _has_content(chunks: list[Chunk]) -> bool:
-    return any(isinstance(c, TextDelta | ReasoningDelta) for c in chunks)
+    return any(isinstance(c, TextDelta | ReasoningDelta | ToolCallDelta) for c in chunks)
 
 
 class HTTPProvider:
     """Base of the providers: subclasses say what to send and how to read events."""
+
+    #: The shape of the `messages` it takes, in its API's own terms: tool calls, tool
+    #: results and reasoning blocks are sent as given.
+    history_format: HistoryFormat = "openai"
 
     def __init__(
         self,
@@ -95,9 +102,18 @@ class HTTPProvider:
         self.client = client
         self.aclient = aclient
 
-    def request(self, messages: list[Message]) -> tuple[dict[str, str], dict[str, Any]]:
-        """The headers and JSON body to POST for `messages` (each provider says)."""
+    def request(
+        self, messages: list[Message], tools: list[dict[str, Any]] | None = None
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        """The headers and JSON body to POST for `messages`, and `tools` (definitions
+        in the API's own shape) when given (each provider says)."""
         raise NotImplementedError
+
+    def _prepare(
+        self, messages: list[Message], tools: list[dict[str, Any]] | None
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        # A subclass written before `tools` existed still works without them.
+        return self.request(messages, tools) if tools else self.request(messages)
 
     def parser(self) -> EventParser:
         """A fresh parser of the provider's SSE events (each provider says)."""
@@ -105,9 +121,12 @@ class HTTPProvider:
 
     # -- sync --
 
-    def stream(self, messages: list[Message]) -> Generator[Chunk, None, None]:
-        """Stream the answer to `messages` as chunks."""
-        headers, body = self.request(messages)
+    def stream(
+        self, messages: list[Message], *, tools: list[dict[str, Any]] | None = None
+    ) -> Generator[Chunk, None, None]:
+        """Stream the answer to `messages` as chunks; `tools` are the tool definitions
+        the model may call, in the API's own shape."""
+        headers, body = self._prepare(messages, tools)
         own = self.client is None
         client = self.client or httpx.Client(timeout=self.timeout)
         try:
@@ -171,9 +190,11 @@ class HTTPProvider:
 
     # -- async twin --
 
-    async def astream(self, messages: list[Message]) -> AsyncGenerator[Chunk, None]:
+    async def astream(
+        self, messages: list[Message], *, tools: list[dict[str, Any]] | None = None
+    ) -> AsyncGenerator[Chunk, None]:
         """Stream the answer to `messages` as chunks, without blocking the event loop."""
-        headers, body = self.request(messages)
+        headers, body = self._prepare(messages, tools)
         own = self.aclient is None
         client = self.aclient or httpx.AsyncClient(timeout=self.timeout)
         try:

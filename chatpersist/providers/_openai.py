@@ -11,7 +11,7 @@ from httpx_sse import ServerSentEvent
 
 from ._chunks import Chunk
 from ._errors import ProviderError
-from ._http import DEFAULT_TIMEOUT, HTTPProvider, Message
+from ._http import DEFAULT_TIMEOUT, HistoryFormat, HTTPProvider, Message
 from ._parse import StreamState, openai_chunks
 from ._retry import RetryPolicy
 
@@ -32,7 +32,10 @@ class _Parser(StreamState):
 
 
 class OpenAICompatible(HTTPProvider):
-    """`POST {base_url}/chat/completions` with `stream: true`."""
+    """`POST {base_url}/chat/completions` with `stream: true`. The messages go as given
+    (assistant messages with `tool_calls`, `role: "tool"` results included)."""
+
+    history_format: HistoryFormat = "openai"
 
     def __init__(
         self,
@@ -52,18 +55,23 @@ class OpenAICompatible(HTTPProvider):
             retry=retry, headers=headers, extra_body=extra_body, client=client, aclient=aclient,
         )  # fmt: skip
 
-    def request(self, messages: list[Message]) -> tuple[dict[str, str], dict[str, Any]]:
-        """The headers and JSON body of the chat completions request for `messages`."""
+    def request(
+        self, messages: list[Message], tools: list[dict[str, Any]] | None = None
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        """The headers and JSON body of the chat completions request for `messages`
+        (and `tools`, OpenAI's `{"type": "function", "function": {...}}` definitions)."""
         headers = {"accept": "text/event-stream", **self.headers}
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
-        body = {
+        body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
             "stream": True,
             "stream_options": {"include_usage": True},
             **self.extra_body,
         }
+        if tools:
+            body["tools"] = tools
         return headers, body
 
     def parser(self) -> _Parser:

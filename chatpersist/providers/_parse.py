@@ -3,10 +3,11 @@ shape) into chunks. Shared by the HTTP clients and the SDK adapters."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
-from ._chunks import Chunk, Finish, ModelName, ReasoningDelta, TextDelta, Usage
+from ._chunks import Chunk, Finish, ModelName, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from ._errors import ProviderError
 
 
@@ -48,6 +49,48 @@ def _int(value: Any) -> int | None:
     return int(value) if isinstance(value, int | float) else None
 
 
+def _str(value: Any) -> str | None:
+    """A non-empty string, or None."""
+    return value if isinstance(value, str) and value else None
+
+
+def openai_tool_calls(calls: Any) -> list[Chunk]:
+    """`delta.tool_calls` (OpenAI's shape): `id` and `function.name` come with a call's
+    first delta, `function.arguments` fragments with the next ones. A call without an
+    `index` (some compatible servers leave it out) is named by its place in the list."""
+    out: list[Chunk] = []
+    if not isinstance(calls, list | tuple):
+        return out
+    for position, call in enumerate(calls):
+        index = get(call, "index")
+        if not isinstance(index, int) or isinstance(index, bool):
+            index = position
+        function = get(call, "function")
+        arguments = get(function, "arguments")
+        delta = ToolCallDelta(
+            index,
+            id=_str(get(call, "id")),
+            name=_str(get(function, "name")),
+            arguments=arguments if isinstance(arguments, str) else "",
+        )
+        if delta.id or delta.name or delta.arguments:
+            out.append(delta)
+    return out
+
+
+def _thinking_blocks(blocks: Any) -> list[Chunk]:
+    """LiteLLM's `delta.thinking_blocks` (Anthropic's thinking through LiteLLM): only
+    what `reasoning_content` does not carry, the signature and redacted blocks."""
+    out: list[Chunk] = []
+    for block in blocks if isinstance(blocks, list | tuple) else ():
+        kind = get(block, "type")
+        if kind == "thinking" and _str(get(block, "signature")):
+            out.append(ReasoningDelta("", signature=get(block, "signature")))
+        elif kind == "redacted_thinking" and _str(get(block, "data")):
+            out.append(ReasoningDelta("", redacted=get(block, "data")))
+    return out
+
+
 def openai_chunks(payload: Any) -> list[Chunk]:
     """An OpenAI chat-completion chunk (also LiteLLM's and most compatible servers')."""
     error = get(payload, "error")
@@ -66,12 +109,16 @@ def openai_chunks(payload: Any) -> list[Chunk]:
     if choices:
         choice = choices[0]
         delta = get(choice, "delta") or {}
-        reasoning = get(delta, "reasoning_content") or get(delta, "reasoning")
-        if isinstance(reasoning, str) and reasoning:
+        # `reasoning_content` (DeepSeek, llama.cpp, LiteLLM, older vLLM) or `reasoning`
+        # (OpenRouter, newer vLLM); a server that sends both repeats itself.
+        reasoning = _str(get(delta, "reasoning_content")) or _str(get(delta, "reasoning"))
+        if reasoning:
             out.append(ReasoningDelta(reasoning))
+        out += _thinking_blocks(get(delta, "thinking_blocks"))
         text = get(delta, "content")
         if isinstance(text, str) and text:
             out.append(TextDelta(text))
+        out += openai_tool_calls(get(delta, "tool_calls"))
         reason = get(choice, "finish_reason")
         if reason:
             out.append(Finish(str(reason)))
@@ -93,6 +140,8 @@ def anthropic_chunks(event: Any, kind: str | None = None) -> list[Chunk]:
         if usage is not None:
             out.append(Usage(input_tokens=_int(get(usage, "input_tokens"))))
         return out
+    if kind == "content_block_start":
+        return _anthropic_block_start(get(event, "content_block"), get(event, "index"))
     if kind == "content_block_delta":
         delta = get(event, "delta")
         dtype = get(delta, "type")
@@ -100,7 +149,12 @@ def anthropic_chunks(event: Any, kind: str | None = None) -> list[Chunk]:
             return [TextDelta(str(get(delta, "text")))]
         if dtype == "thinking_delta" and get(delta, "thinking"):
             return [ReasoningDelta(str(get(delta, "thinking")))]
-        return []
+        if dtype == "signature_delta" and _str(get(delta, "signature")):
+            return [ReasoningDelta("", signature=get(delta, "signature"))]
+        if dtype == "input_json_delta" and _str(get(delta, "partial_json")):
+            index = _int(get(event, "index"))
+            return [ToolCallDelta(index or 0, arguments=get(delta, "partial_json"))]
+        return []  # citations_delta, and kinds newer than this release
     if kind == "message_delta":
         out = []
         reason = get(get(event, "delta"), "stop_reason")
@@ -117,4 +171,33 @@ def anthropic_chunks(event: Any, kind: str | None = None) -> list[Chunk]:
             f"provider error mid-stream: {etype}: {get(error, 'message') or ''}".rstrip(": "),
             retryable=etype in ("overloaded_error", "api_error", "rate_limit_error"),
         )
-    return []  # ping, message_stop, content_block_start/stop
+    return []  # ping, message_stop, content_block_stop
+
+
+def _anthropic_block_start(block: Any, index: Any) -> list[Chunk]:
+    """A content block's opening: a tool call's id and name, a redacted thinking
+    block's data (it comes whole), and whatever a block already holds (in a stream,
+    text and thinking start empty and `input` is `{}`)."""
+    kind = get(block, "type")
+    if kind == "tool_use":
+        start = _int(index)
+        value = get(block, "input")
+        arguments = json.dumps(value) if isinstance(value, Mapping) and value else ""
+        return [
+            ToolCallDelta(
+                start or 0,
+                id=_str(get(block, "id")),
+                name=_str(get(block, "name")),
+                arguments=arguments,
+            )
+        ]
+    if kind == "redacted_thinking" and _str(get(block, "data")):
+        return [ReasoningDelta("", redacted=get(block, "data"))]
+    if kind == "thinking":
+        text, signature = get(block, "thinking"), _str(get(block, "signature"))
+        if (isinstance(text, str) and text) or signature:
+            return [ReasoningDelta(text if isinstance(text, str) else "", signature=signature)]
+        return []
+    if kind == "text" and _str(get(block, "text")):
+        return [TextDelta(get(block, "text"))]
+    return []  # server tools' blocks, and kinds newer than this release

@@ -181,7 +181,8 @@ def create_app(
         if not text:
             raise HTTPException(400, "empty message")
         await store.add_message(session_id, "user", text)
-        history = await store.history_for_model(session_id)
+        shape = state["provider"].history_format  # "openai" or "anthropic"
+        history = await store.history_for_model(session_id, format=shape)
         chosen = request.query_params.get("policy")
         return streams.response(
             session_id, state["provider"].astream(history),
@@ -194,7 +195,8 @@ def create_app(
         check(user, m.session_id)
         p = state["provider"]
         msgs = await asyncio.to_thread(
-            continuation, store.sync, message_id, prefill=getattr(p, "prefill", False)
+            continuation, store.sync, message_id, prefill=getattr(p, "prefill", False),
+            format=p.history_format,
         )
         return streams.response(m.session_id, p.astream(msgs), message_id=message_id)
 

@@ -65,11 +65,12 @@ def test_out_of_order_writes_are_ignored(store: ChatStore) -> None:
         _sql.P_DELTA: "stale",
         _sql.P_STATUS: STREAMING,
         _sql.P_REASON: None,
+        _sql.P_PARTS: None,
         _sql.P_NOW: to_db_time(store.clock.now()),
         **{_sql.extra_param(f): None for f in _sql.EXTRAS},
     }
     with store.engine.begin() as conn:
-        assert conn.execute(_sql.append_update(store.layout), [params]).rowcount == 0
+        assert conn.execute(_sql.append_update(store.layout, conn.dialect.name), [params]).rowcount == 0
     assert _row(store, "m1") == ("newer still", 6, STREAMING)
 
 
