@@ -81,6 +81,14 @@ class AsyncChatStore:
         """See `ChatStore.create_session`."""
         return await asyncio.to_thread(self.sync.create_session, title, session_id=session_id)
 
+    async def rename_session(self, session_id: str, title: str | None) -> None:
+        """See `ChatStore.rename_session`."""
+        await asyncio.to_thread(self.sync.rename_session, session_id, title)
+
+    async def delete_session(self, session_id: str) -> int:
+        """See `ChatStore.delete_session`."""
+        return await asyncio.to_thread(self.sync.delete_session, session_id)
+
     async def add_message(
         self, session_id: str, role: str, content: str, message_id: str | None = None
     ) -> Message:
@@ -111,9 +119,17 @@ class AsyncChatStore:
         role: str = "assistant",
         every_chunks: int | None = None,
         every_seconds: float | None = None,
+        *,
+        recover_with: str | None = None,
     ) -> AsyncDraft:
         """`async with store.draft(sid) as d: d.append(piece)` (see `ChatStore.draft`)."""
-        return self.sync.draft_async(session_id, message_id, role, every_chunks, every_seconds)
+        return self.sync.draft_async(
+            session_id, message_id, role, every_chunks, every_seconds, recover_with=recover_with
+        )
+
+    async def claim_recoverable(self, limit: int = 1) -> list[Message]:
+        """See `ChatStore.claim_recoverable`."""
+        return await asyncio.to_thread(self.sync.claim_recoverable, limit)
 
     async def restart(self, message_id: str | int) -> Message:
         """See `ChatStore.restart`."""

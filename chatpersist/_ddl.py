@@ -122,6 +122,8 @@ def indexes(op: Any, table: str, schema: str | None = None) -> dict[str, list[st
 
 
 def _same_kind(want: sa.types.TypeEngine[Any], have: sa.types.TypeEngine[Any]) -> bool:
+    if isinstance(want, sa.JSON) and isinstance(have, (sa.JSON, sa.String)):
+        return True  # MariaDB's JSON is LONGTEXT (with a json_valid check)
     try:
         if want.python_type is not have.python_type:
             return False

@@ -32,6 +32,8 @@ class DraftOptions:
     every_seconds: float
     final_timeout: float | None
     model_length: int
+    #: Complete it after a crash with what this names (see `recovery.Recoverer`).
+    recover_with: str | None = None
 
 
 #: Creates (or takes over) the draft's row and registers it with the writer.

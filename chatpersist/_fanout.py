@@ -458,6 +458,7 @@ def end_payload(m: Message) -> dict[str, Any]:
         "status": m.status,
         "finish_reason": m.finish_reason,
         "interrupted": m.interrupted,
+        "recovering": m.recovering,
         "length": len(m.content),
     }
 

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ._clock import Clock
-from ._message import Message, build_message, to_db_time
+from ._message import RECOVERABLE_REASONS, Message, build_message, to_db_time
 from ._schema import READ, STREAMING, Layout
 
 
@@ -24,6 +24,8 @@ class Loader:
     clock: Clock
     lease_seconds: float
     marker: str
+    #: Recoveries an answer opted in to completion after a crash may have.
+    max_recoveries: int = 3
 
     def select(self, from_offset: int = 0) -> sa.Select[*tuple[Any, ...]]:
         """The query every read starts from (filter and order it). With `from_offset`,
@@ -50,6 +52,31 @@ class Loader:
         return sa.and_(
             L.status == STREAMING,
             sa.or_(L.finish_reason.is_not(None), beat.is_(None), beat < cutoff),
+            sa.not_(self._waiting()),
+        )
+
+    def _waiting(self) -> sa.ColumnElement[bool]:
+        """Opted in to completion after a crash, with recoveries left, and not ended
+        by anything but a crash: a Recoverer completes it (not interrupted)."""
+        L = self.layout
+        return sa.and_(
+            L.recover_with.is_not(None),
+            sa.func.coalesce(L.recoveries, 0) < self.max_recoveries,
+            sa.or_(L.finish_reason.is_(None), L.finish_reason.in_(RECOVERABLE_REASONS)),
+        )
+
+    def recoverable(self) -> sa.ColumnElement[bool]:
+        """What a Recoverer may claim: opted in, with recoveries left, and its writer
+        gone (heartbeat older than the lease, or ended by its process stopping)."""
+        L = self.layout
+        cutoff = to_db_time(self.clock.now() - timedelta(seconds=self.lease_seconds))
+        beat: Any = L.updated_at
+        if L.created_at is not None:
+            beat = sa.func.coalesce(L.updated_at, L.created_at)
+        return sa.and_(
+            L.status == STREAMING,
+            self._waiting(),
+            sa.or_(L.finish_reason.is_not(None), beat.is_(None), beat < cutoff),
         )
 
     def messages(self, rows: Iterable[sa.Row[*tuple[Any, ...]]], offset: int = 0) -> list[Message]:
@@ -65,6 +92,9 @@ class Loader:
             if not self.layout.int_session_ids:
                 values["session_id"] = str(values["session_id"])
             out.append(
-                build_message(**values, now=now, lease=lease, marker=self.marker, offset=offset)
+                build_message(
+                    **values, now=now, lease=lease, marker=self.marker, offset=offset,
+                    max_recoveries=self.max_recoveries,
+                )  # fmt: skip
             )
         return out

@@ -22,6 +22,12 @@ CUT_REASONS = frozenset(
 )  # fmt: skip
 
 
+#: How an answer opted in to completion after a crash may have ended and still be
+#: completed by a `recovery.Recoverer`: its process stopped (cancelled), or `sweep()`
+#: marked it (abandoned), or nothing (SIGKILL: its heartbeat stopped).
+RECOVERABLE_REASONS = ("cancelled", "abandoned")
+
+
 def ends_complete(reason: str | None) -> bool:
     """Whether an answer that ended with `reason` is complete (not cut short)."""
     return reason not in CUT_REASONS
@@ -58,6 +64,13 @@ class Message:
     #: The answer in order: text, reasoning, tool calls and tool results (a message
     #: of text only has one text part; an empty one none).
     parts: tuple[Part, ...] = ()
+    #: Opted in to completion after a crash, its writer gone: a `Recoverer` completes
+    #: it (or is completing it). It reads as `live`, not interrupted.
+    recovering: bool = False
+    #: What a Recoverer completes it with after a crash (None: not opted in), and how
+    #: many recoveries claimed it so far.
+    recover_with: str | None = None
+    recoveries: int = 0
 
     @property
     def complete(self) -> bool:
@@ -84,6 +97,9 @@ class Message:
             "output_tokens": self.output_tokens,
             "error": self.error,
             "parts": [p.to_dict() for p in self.parts],
+            "recovering": self.recovering,
+            "recover_with": self.recover_with,
+            "recoveries": self.recoveries,
         }
 
 
@@ -116,6 +132,9 @@ def build_message(
     error: str | None = None,
     parts: Any = None,
     offset: int = 0,
+    recover_with: str | None = None,
+    recoveries: int | None = 0,
+    max_recoveries: int = 3,
 ) -> Message:
     # Rows written before the draft columns existed have no heartbeat (and an app's
     # table may have no created_at): fall back so the loader never fails on them.
@@ -124,7 +143,14 @@ def build_message(
     created = created or updated
     streaming = status == STREAMING
     # A finish_reason on a streaming row means its writer ended it abnormally.
-    interrupted = streaming and (finish_reason is not None or now - updated > lease)
+    cut = streaming and (finish_reason is not None or now - updated > lease)
+    opted_in = streaming and recover_with is not None
+    # Cut by a crash with recoveries left: a Recoverer will complete it.
+    waiting = (
+        cut and opted_in and (recoveries or 0) < max_recoveries
+        and (finish_reason is None or finish_reason in RECOVERABLE_REASONS)
+    )  # fmt: skip
+    interrupted = cut and not waiting
     display = (
         f"{content}\n\n{marker}" if interrupted and content else marker if interrupted else content
     )
@@ -146,4 +172,7 @@ def build_message(
         output_tokens=output_tokens,
         error=error,
         parts=build_parts(parts, content, complete=status == COMPLETE, offset=offset),
+        recovering=waiting or (opted_in and not cut and (recoveries or 0) > 0),
+        recover_with=recover_with,
+        recoveries=recoveries or 0,
     )

@@ -22,6 +22,7 @@ ID_LENGTH = 255
 WRITER_LENGTH = 64
 MODEL_LENGTH = 255
 REASON_LENGTH = 64
+RECOVER_LENGTH = 255
 #: The largest token count an INTEGER column holds on every supported database.
 MAX_INT = 2**31 - 1
 #: The writer token of texts sent whole by a client (`ChatStore.save_partial`).
@@ -114,6 +115,12 @@ FIELDS: tuple[Field, ...] = (
     # Reasoning, tool calls and tool results in order, as a log of segments (`_parts`);
     # NULL for an answer of text only.
     Field("parts", PartsJSON, draft_column="draft_parts", since="r0004"),
+    # Opted in to completion after a crash: what the app's provider factory builds the
+    # provider from (`recovery.Recoverer`); and how many recoveries claimed it so far.
+    Field("recover_with", sa.String(RECOVER_LENGTH), draft_column="draft_recover_with",
+          since="r0005"),
+    Field("recoveries", sa.Integer(), nullable=False, default="0",
+          draft_column="draft_recoveries", since="r0005"),
 )  # fmt: skip
 FIELD = {f.name: f for f in FIELDS}
 #: The facts a writer learns along the way, by name.
@@ -166,6 +173,8 @@ class Layout:
     writer: sa.Column[str | None]
     stop_requested: sa.Column[datetime | None]
     parts: sa.Column[Any]
+    recover_with: sa.Column[str | None]
+    recoveries: sa.Column[int]
     #: Our own sessions table (create_session works), else None.
     sessions: sa.Table | None = None
     #: A table whose `id` a session id must exist in, and its column to touch once per draft.

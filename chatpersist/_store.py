@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import _migrate, _sql
+from ._activity import Activity, snapshot
 from ._audit import AuditMixin
 from ._checks import (
     check_id,
@@ -50,6 +51,7 @@ from ._schema import (
     CLIENT_WRITER,
     COMPLETE,
     MAX_INT,
+    RECOVER_LENGTH,
     STREAMING,
     Layout,
 )
@@ -73,6 +75,9 @@ class ChatStore(AuditMixin):
 
     A user's Stop may reach any worker (`request_stop`); the writer of each open draft
     reads the requests every `stop_poll` seconds (one query for all its drafts).
+
+    An answer opted in to completion after a crash (`draft(..., recover_with=...)`) is
+    claimed by a `recovery.Recoverer` at most `max_recoveries` times.
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class ChatStore(AuditMixin):
         spill_after: float = 10.0,
         retry_wait: Any = None,
         stop_poll: float = 0.5,
+        max_recoveries: int = 3,
     ) -> None:
         check_intervals(every_chunks, every_seconds)
         if lease_seconds <= 0:
@@ -108,7 +114,17 @@ class ChatStore(AuditMixin):
         self.interrupted_marker = interrupted_marker
         self.final_timeout = final_timeout
         #: Reads rows into messages (live / interrupted by the lease).
-        self.loader = Loader(self.layout, self.clock, lease_seconds, interrupted_marker)
+        if (
+            isinstance(max_recoveries, bool)
+            or not isinstance(max_recoveries, int)
+            or (max_recoveries < 0)
+        ):
+            raise ValueError("max_recoveries must be a non-negative integer")
+        #: How many times an answer opted in to completion after a crash is claimed.
+        self.max_recoveries = max_recoveries
+        self.loader = Loader(
+            self.layout, self.clock, lease_seconds, interrupted_marker, max_recoveries
+        )
         self._stamp_lock = threading.Lock()
         self._last_stamp: datetime | None = None
         # One journal file belongs to one running store: held with an OS lock.
@@ -147,19 +163,25 @@ class ChatStore(AuditMixin):
         """Replay the journal into the database now; returns how many messages it held."""
         return self._writer.replay()
 
-    def recover_from(self, journal: str | os.PathLike[str]) -> int:
-        """Replay another journal file (e.g. one a dead process left behind).
+    def recover_from(
+        self,
+        journal: str | os.PathLike[str],
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Replay another journal file (e.g. one a dead process left behind);
+        `progress(done, total)` is called as records are written.
 
         Raises `NotAJournal` for a file that is not one (leaving it untouched) and
         `JournalLocked` while a running store still owns it."""
         if self._journal is not None and os.path.realpath(journal) == os.path.realpath(
             self._journal.path
         ):
-            return self.recover()
+            return self._writer.replay(progress=progress)
         other = Journal(journal)
         other.lock()
         try:
-            return self._writer.replay(other)
+            return self._writer.replay(other, progress=progress)
         finally:
             other.unlock()
 
@@ -209,6 +231,40 @@ class ChatStore(AuditMixin):
                 sa.insert(sessions).values(id=sid, title=title, created_at=now, updated_at=now)
             )
         return sid
+
+    def rename_session(self, session_id: str, title: str | None) -> None:
+        """Give a session a new title (None: no title). Its `updated_at`, by which
+        `sessions()` sorts, is left alone: renaming is not activity. Raises
+        `UnknownSession` when there is no such session, and `NoSessionsTable` on an
+        app's own tables (which keep their titles themselves)."""
+        if title is not None and not isinstance(title, str):
+            raise TypeError(f"title must be str or None, not {type(title).__name__}")
+        sessions = self._sessions_table()
+        sid = self._session_id(session_id)
+        with self._tx(write=True) as conn:
+            found = conn.execute(
+                sa.update(sessions).where(sessions.c.id == sid).values(title=title)
+            ).rowcount
+        if not found:
+            raise UnknownSession(session_id)
+
+    def delete_session(self, session_id: str) -> int:
+        """Delete a session and all its messages, in one transaction; returns how
+        many messages went. A draft still writing into the session stops at its next
+        write (`Draft.deleted`; its text stays in memory) and never writes the rows
+        back. Raises `UnknownSession` when there is no such session, and
+        `NoSessionsTable` on an app's own tables (which delete their own rows)."""
+        sessions = self._sessions_table()
+        L = self.layout
+        sid = self._session_id(session_id)
+        with self._tx(write=True) as conn:
+            gone = conn.execute(
+                sa.delete(L.messages).where(L.session_id == L.session_key(sid))
+            ).rowcount
+            found = conn.execute(sa.delete(sessions).where(sessions.c.id == sid)).rowcount
+        if not found:
+            raise UnknownSession(session_id)
+        return int(gone or 0)
 
     def add_message(
         self, session_id: str, role: str, content: str, message_id: str | None = None
@@ -305,9 +361,18 @@ class ChatStore(AuditMixin):
         role: str = "assistant",
         every_chunks: int | None = None,
         every_seconds: float | None = None,
+        *,
+        recover_with: str | None = None,
     ) -> Draft:
-        """A draft to stream into: `with store.draft(sid) as d: d.append(piece)`."""
-        options = self._options(session_id, message_id, role, every_chunks, every_seconds)
+        """A draft to stream into: `with store.draft(sid) as d: d.append(piece)`.
+
+        `recover_with` opts the answer in to completion after a crash: if its writer
+        dies (its heartbeat stops, or its process stops), a `recovery.Recoverer` in any
+        process claims it and completes it with the provider its factory builds from
+        this string (e.g. "openai:gpt-4o"). Until then it reads as `recovering`."""
+        options = self._options(
+            session_id, message_id, role, every_chunks, every_seconds, recover_with
+        )
         return Draft(self._writer, self._open_draft, options)
 
     def draft_async(
@@ -317,9 +382,13 @@ class ChatStore(AuditMixin):
         role: str = "assistant",
         every_chunks: int | None = None,
         every_seconds: float | None = None,
+        *,
+        recover_with: str | None = None,
     ) -> AsyncDraft:
         """The asyncio twin of `draft`: `async with store.draft_async(sid) as d: ...`."""
-        options = self._options(session_id, message_id, role, every_chunks, every_seconds)
+        options = self._options(
+            session_id, message_id, role, every_chunks, every_seconds, recover_with
+        )
         return AsyncDraft(self._writer, self._open_draft, options)
 
     def restart(self, message_id: str | int) -> Message:
@@ -341,6 +410,48 @@ class ChatStore(AuditMixin):
                 )
             )  # fmt: skip
         return self.get_message(message_id)
+
+    def claim_recoverable(self, limit: int = 1) -> list[Message]:
+        """Claim up to `limit` answers opted in to completion after a crash whose
+        writer is gone (see `draft(recover_with=...)`): each claimed one is fenced like
+        any takeover (a new writer token and seq; a paused old writer can write nothing
+        more), counted as one recovery, and live again; the caller must now complete it
+        (`recovery.Recoverer` does). At most one claimant gets each answer: PostgreSQL
+        locks the candidates with FOR UPDATE SKIP LOCKED, and every claim is an UPDATE
+        guarded by the seq it read."""
+        L = self.layout
+        now = self._stamp()
+        claimed: list[str] = []
+        with self._tx(write=True) as conn:
+            query = (
+                sa.select(L.id, L.seq)
+                .where(self.loader.recoverable())
+                .order_by(L.updated_at)
+                .limit(limit)
+            )
+            if self.engine.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            for mid, seq in conn.execute(query).all():
+                result = conn.execute(
+                    sa.update(L.messages)
+                    .where(L.id == mid, L.seq == seq, self.loader.recoverable())
+                    .values(
+                        {L.writer: uuid.uuid4().hex, L.seq: L.seq + 1,
+                         L.recoveries: sa.func.coalesce(L.recoveries, 0) + 1,
+                         L.updated_at: now, L.finish_reason: None, L.error: None,
+                         L.stop_requested: None}
+                    )
+                )  # fmt: skip
+                if result.rowcount:
+                    claimed.append(str(mid))
+        return [self.get_message(mid) for mid in claimed]
+
+    def activity(self, limit: int = 20, stalled_after: float | None = None) -> Activity:
+        """What is being written now and what was cut lately (what `chatpersist top`
+        shows), computed in the database: the answers being written (live or stalled:
+        no new text for `stalled_after` seconds), the last interrupted ones with their
+        reason, and totals."""
+        return snapshot(self, limit=limit, stalled_after=stalled_after)
 
     def request_stop(self, message_id: str | int) -> bool:
         """A user's Stop, from any worker: recorded on the message, which its writer
@@ -439,16 +550,26 @@ class ChatStore(AuditMixin):
         role: str,
         every_chunks: int | None,
         every_seconds: float | None,
+        recover_with: str | None = None,
     ) -> DraftOptions:
         check_role(role)
+        if recover_with is not None and (
+            not isinstance(recover_with, str) or not recover_with
+            or len(recover_with) > RECOVER_LENGTH
+        ):  # fmt: skip
+            raise ValueError(
+                f"recover_with must be a non-empty string of at most {RECOVER_LENGTH} "
+                f"characters: {recover_with!r:.80}"
+            )
         n = self.every_chunks if every_chunks is None else every_chunks
         t = self.every_seconds if every_seconds is None else every_seconds
         check_intervals(n, t)
         mid = None if message_id is None else self._message_id(message_id)
         length = self.layout.model.type.length or 255  # type: ignore[attr-defined]
         return DraftOptions(
-            self._session_id(session_id), mid, role, n, t, self.final_timeout, length
-        )
+            self._session_id(session_id), mid, role, n, t, self.final_timeout, length,
+            recover_with,
+        )  # fmt: skip
 
     def _open_draft(self, o: DraftOptions) -> DraftState:
         """Create (or take over) the draft's row, then hand it to the writer."""
@@ -472,7 +593,8 @@ class ChatStore(AuditMixin):
                     )
                     .values(
                         {L.writer: writer, L.seq: L.seq + 1, L.finish_reason: None,
-                         L.error: None, L.updated_at: now, L.stop_requested: None}
+                         L.error: None, L.updated_at: now, L.stop_requested: None,
+                         L.recover_with: sa.func.coalesce(o.recover_with, L.recover_with)}
                     )
                 )  # fmt: skip
                 row = conn.execute(
@@ -481,7 +603,9 @@ class ChatStore(AuditMixin):
                     )
                 ).first()
             if row is None:
-                mid = self._insert(conn, mid, o.session_id, o.role, "", STREAMING, now, writer)
+                mid = self._insert(
+                    conn, mid, o.session_id, o.role, "", STREAMING, now, writer, o.recover_with
+                )
             else:
                 assert mid is not None
                 check_owner(mid, row[0], o.session_id)
@@ -514,12 +638,13 @@ class ChatStore(AuditMixin):
         status: str,
         now: datetime,
         writer: str | None = None,
+        recover_with: str | None = None,
     ) -> str:
         """Insert a message row; returns its id (made here, or by the database)."""
         L = self.layout
         values = L.new_row(now) | L.row(
             session_id=L.session_key(session_id), role=role, content=content, status=status,
-            seq=0, updated_at=now, writer=writer,
+            seq=0, updated_at=now, writer=writer, recover_with=recover_with, recoveries=0,
         )  # fmt: skip
         if message_id is not None or not L.int_ids:
             message_id = message_id or new_id()

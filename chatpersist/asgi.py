@@ -198,12 +198,21 @@ class ChatStreams:
         *,
         message_id: str | None = None,
         policy: Policy | None = None,
+        recover_with: str | None = None,
     ) -> StreamingResponse:
         """Stream `source` (e.g. `provider.astream(history)`) to the client as SSE,
         into a draft. Events: `start` {message_id}, `delta` {text}, `end` {status,
-        finish_reason}, `error` {message}."""
+        finish_reason}, `error` {message}.
+
+        With policy "finish", `recover_with` opts the answer in to completion after a
+        crash (see `ChatStore.draft`): a `recovery.Recoverer` in any worker completes
+        it if this process dies, and followers see it through."""
         client = _Disconnect()
-        events = self._events(session_id, source, message_id, policy, client)
+        if recover_with is not None and (policy or self.policy) != "finish":
+            raise ValueError(
+                "recover_with needs policy 'finish': a client-owned answer ends with its client"
+            )
+        events = self._events(session_id, source, message_id, policy, client, recover_with)
         return DraftStreamResponse(_as_sse(events), client)
 
     def _events(
@@ -213,10 +222,11 @@ class ChatStreams:
         message_id: str | None,
         policy: Policy | None,
         client: _Disconnect,
+        recover_with: str | None = None,
     ) -> AsyncIterator[Event]:
         """The answer's events, whatever protocol the client speaks."""
         if (policy or self.policy) == "finish":
-            return self._finishing(session_id, source, message_id, client)
+            return self._finishing(session_id, source, message_id, client, recover_with)
         return self._cancelling(session_id, source, message_id, client)
 
     async def _cancelling(
@@ -260,6 +270,7 @@ class ChatStreams:
         source: AsyncIterable[Any] | Iterable[Any],
         message_id: str | None,
         client: _Disconnect,
+        recover_with: str | None = None,
     ) -> AsyncIterator[Event]:
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
         opened: asyncio.Future[tuple[str, Position]] = asyncio.get_running_loop().create_future()
@@ -267,7 +278,10 @@ class ChatStreams:
         async def generate() -> None:
             items = _aiter(source)
             try:
-                async with self.astore.draft(session_id, message_id=message_id) as d:
+                draft = self.astore.draft(
+                    session_id, message_id=message_id, recover_with=recover_with
+                )
+                async with draft as d:
                     pos = self.hub.begin(d.message_id, d.text)
                     opened.set_result((d.message_id, Position(pos.offset, pos.crc)))
                     stop = self._stops[d.message_id] = asyncio.Event()

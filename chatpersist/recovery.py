@@ -10,6 +10,8 @@ where the answer was cut: inside its reasoning, or inside a tool call's argument
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +29,11 @@ from ._schema import COMPLETE
 from ._store import ChatStore
 from .providers import Provider, stream_into
 
-__all__ = ["CONTINUE_INSTRUCTION", "continuation", "continue_answer", "regenerate"]
+__all__ = [
+    "CONTINUE_INSTRUCTION", "Recoverer", "continuation", "continue_answer", "regenerate",
+]  # fmt: skip
+
+log = logging.getLogger("chatpersist")
 
 #: The user turn that asks a model without prefill to go on with its partial answer.
 CONTINUE_INSTRUCTION = (
@@ -56,7 +62,21 @@ def continuation(
     that does not end with text (a tool call, its result), or without `prefill`, is
     followed by an instruction to continue exactly where it stopped. A partial answer
     with nothing left to send is answered afresh."""
-    target = _recoverable(store, message_id)
+    return _continuation(
+        store, _recoverable(store, message_id), prefill=prefill, format=format,
+        cut_tool_calls=cut_tool_calls, keep_reasoning=keep_reasoning,
+    )  # fmt: skip
+
+
+def _continuation(
+    store: ChatStore,
+    target: Message,
+    *,
+    prefill: bool,
+    format: HistoryFormat,
+    cut_tool_calls: CutToolCalls,
+    keep_reasoning: bool,
+) -> list[dict[str, Any]]:
     history = for_model(
         store.history(target.session_id), before=target.id, format=format,
         cut_tool_calls=cut_tool_calls, keep_reasoning=keep_reasoning,
@@ -118,6 +138,117 @@ def regenerate(
         store, str(target.session_id), provider.stream(history), message_id=str(target.id),
         on_text=on_text,
     )  # fmt: skip
+
+
+class Recoverer:
+    """Completes answers whose writer died (opted in with `draft(recover_with=...)` or
+    `ChatStreams.response(..., policy="finish", recover_with=...)`).
+
+    Every `poll` seconds it claims up to `concurrency` of them (`ChatStore.
+    claim_recoverable`: at most one claimant per answer, fenced like any takeover) and
+    continues each from its stored text, in a thread of its own, with the provider
+    `provider_for(recover_with)` builds. Run one in every worker (`start()` /
+    `stop()`), or on its own (`chatpersist recover-worker`). An answer whose recovery
+    dies too is claimed again, up to the store's `max_recoveries`; then it reads as
+    interrupted (Continue by hand).
+    """
+
+    def __init__(
+        self,
+        store: ChatStore,
+        provider_for: Callable[[str], Provider],
+        *,
+        poll: float = 1.0,
+        concurrency: int = 4,
+        cut_tool_calls: CutToolCalls = "drop",
+    ) -> None:
+        if poll <= 0 or concurrency < 1:
+            raise ValueError("poll must be positive and concurrency at least 1")
+        self.store = store
+        self.provider_for = provider_for
+        self.poll = poll
+        self.concurrency = concurrency
+        self.cut_tool_calls = cut_tool_calls
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._running: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+        #: Answers completed, and recoveries that failed, by this recoverer.
+        self.completed = 0
+        self.failed = 0
+
+    def run_once(self, wait: bool = True) -> list[str]:
+        """Claim what is due now and complete it (with `wait`, before returning);
+        the ids of the answers claimed."""
+        with self._lock:
+            self._running = {t for t in self._running if t.is_alive()}
+            room = self.concurrency - len(self._running)
+        if room <= 0:
+            return []
+        claimed = self.store.claim_recoverable(room)
+        threads = []
+        for m in claimed:
+            t = threading.Thread(
+                target=self._complete, args=(m,), name=f"chatpersist-recover-{m.id}",
+                daemon=True,
+            )  # fmt: skip
+            with self._lock:
+                self._running.add(t)
+            t.start()
+            threads.append(t)
+        if wait:
+            for t in threads:
+                t.join()
+        return [str(m.id) for m in claimed]
+
+    def start(self) -> None:
+        """Run in a background thread until `stop()`."""
+        if self._thread is not None:
+            raise RuntimeError("this Recoverer is already running")
+        self._stopping.clear()
+        self._thread = threading.Thread(
+            target=self._loop, name="chatpersist-recoverer", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Stop claiming; wait up to `timeout` for the answers being completed."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        with self._lock:
+            running = list(self._running)
+        for t in running:
+            t.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.run_once(wait=False)
+            except Exception:  # noqa: BLE001 - a database away: try again at the next poll
+                log.exception("chatpersist: recoverer could not claim answers")
+            self._stopping.wait(self.poll)
+
+    def _complete(self, target: Message) -> None:
+        spec = target.recover_with or ""
+        try:
+            provider = self.provider_for(spec)
+            messages = _continuation(
+                self.store, target, prefill=bool(getattr(provider, "prefill", False)),
+                format=format_of(provider), cut_tool_calls=self.cut_tool_calls,
+                keep_reasoning=False,
+            )  # fmt: skip
+            m = stream_into(
+                self.store, str(target.session_id), provider.stream(messages),
+                message_id=str(target.id),
+            )  # fmt: skip
+        except Exception:  # noqa: BLE001 - one answer's failure must not stop the others
+            self.failed += 1
+            log.exception("chatpersist: recovery of %r with %r failed", target.id, spec)
+            return
+        self.completed += m.complete
+        log.info("chatpersist: recovered %r (%s)", target.id, m.status)
 
 
 def _prefill(partial: list[dict[str, Any]]) -> list[dict[str, Any]] | None:

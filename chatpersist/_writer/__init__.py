@@ -14,7 +14,7 @@ twice), with a backoff of its own: one draft's trouble never holds the others ba
 `Writer` (`_loop`) is built from layers, bottom up:
 
 - `_state`: `DraftState` (one open draft) and `_Job` (one write of it);
-- `_stats`: `WriterStats`;
+- `_stats`: `WriterStats`, and `CommitHook`, what `chatpersist.metrics` gives the writer;
 - `_base`: the shared lock and queues, and settling a write's outcome on its draft;
 - `_schedule`: which drafts are due at a wake-up, and when the next one is;
 - `_commit`: group commit of a batch, and its verdicts (PostgreSQL's batch path too);
@@ -24,6 +24,6 @@ twice), with a backoff of its own: one draft's trouble never holds the others ba
 
 from ._loop import Writer
 from ._state import DraftState, _Job
-from ._stats import WriterStats
+from ._stats import CommitHook, WriterStats
 
-__all__ = ["DraftState", "Writer", "WriterStats", "_Job"]
+__all__ = ["CommitHook", "DraftState", "Writer", "WriterStats", "_Job"]

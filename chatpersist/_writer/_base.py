@@ -12,8 +12,9 @@ from typing import Any
 from .._clock import Clock
 from .._journal import Journal
 from .._parts import encode
+from .._schema import COMPLETE
 from ._state import DraftState, Verdict, _Job
-from ._stats import WriterStats
+from ._stats import CommitHook, WriterStats
 
 log = logging.getLogger("chatpersist")
 
@@ -46,6 +47,8 @@ class _Base:
         # Callbacks of drafts that ended, run by the writer thread outside the lock.
         self._callbacks: list[Callable[[], None]] = []
         self.stats = WriterStats()
+        #: Told of each commit (`chatpersist.metrics`); None: not instrumented.
+        self.hooks: CommitHook | None = None
 
     def _settle(self, jobs: list[_Job], verdicts: dict[int, Verdict]) -> None:
         mono = self._clock.monotonic()
@@ -78,7 +81,14 @@ class _Base:
         s.seq = job.seq
         s.row_in_sync = True
         if job.final:
+            self._ended(job.status, job.reason)
             self._drop(s, None)
+
+    def _ended(self, status: str, reason: str | None) -> None:
+        """Count a draft's end that was written not complete (under the lock)."""
+        if status != COMPLETE:
+            key = reason or "unknown"
+            self.stats.interrupted[key] = self.stats.interrupted.get(key, 0) + 1
 
     def _fence(self, s: DraftState, verdict: Verdict) -> None:
         if s.closed:

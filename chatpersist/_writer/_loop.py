@@ -17,7 +17,7 @@ from .._message import to_db_time
 from .._parts import PartsLog
 from .._schema import STREAMING, Layout
 from ._base import _call, log
-from ._schedule import _Scheduler
+from ._schedule import _FORCED, _Scheduler
 from ._spill import _Spill
 from ._state import DraftState, _Job
 from ._stops import _Stops
@@ -131,7 +131,9 @@ class Writer(_Scheduler, _Stops, _Spill):
             writing = state.job is not None and not state.job.heartbeat
             target = state.seq + writing + (1 if state.pending else 0)
             if state.first_pending_at is not None:
-                state.first_pending_at = float("-inf")
+                if state.first_pending_at != _FORCED:
+                    state.forced_since = state.first_pending_at
+                state.first_pending_at = _FORCED
             self._candidates[id(state)] = state
             self._cond.notify_all()
             ok = self._cond.wait_for(lambda: state.seq >= target or state.closed, timeout)
@@ -216,6 +218,7 @@ class Writer(_Scheduler, _Stops, _Spill):
             else:
                 with self._cond:
                     for s in left:
+                        self._ended(*(s.final or (STREAMING, "cancelled")))
                         self._drop(s, None)
                 self._run_callbacks()
                 log.warning(

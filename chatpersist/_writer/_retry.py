@@ -4,6 +4,7 @@ its batch to find the one draft at fault (strikes), or refused for good."""
 from __future__ import annotations
 
 import heapq
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,6 +14,7 @@ from .._errors import FlushError
 from ._base import log
 from ._commit import _GroupCommit
 from ._state import _Job
+from ._stats import CommitHook
 
 # A draft whose write fails this often while other writes commit is refused: the
 # trouble is its own, not the database's.
@@ -43,6 +45,8 @@ class _Retry(_GroupCommit):
     def _flush(self, jobs: list[_Job]) -> bool:
         """Write a batch; True if it committed. A failure puts each job back for a
         retry of its own (or into the journal), never holding other drafts back."""
+        hooks = self.hooks
+        started = time.perf_counter() if hooks is not None else 0.0
         try:
             verdicts = self._commit(jobs)
         except _TRANSIENT as exc:
@@ -59,7 +63,18 @@ class _Retry(_GroupCommit):
             log.warning("chatpersist: the database is back")
             self._outage_logged = False
         self._settle(jobs, verdicts)
+        if hooks is not None:
+            self._report(hooks, time.perf_counter() - started, jobs)
         return True
+
+    def _report(self, hooks: CommitHook, seconds: float, jobs: list[_Job]) -> None:
+        """Tell the metrics hook of a commit; its faults never reach the writer."""
+        now = self._clock.monotonic()
+        lags = [now - j.since for j in jobs if j.since is not None and not j.heartbeat]
+        try:
+            hooks.committed(seconds, lags)
+        except Exception:  # noqa: BLE001 - metrics must never break a flush
+            log.exception("chatpersist: a metrics hook failed")
 
     def _on_transient(self, jobs: list[_Job], exc: BaseException) -> None:
         self.stats.failures += 1

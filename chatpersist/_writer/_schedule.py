@@ -11,6 +11,8 @@ from ._state import DraftState, _Job
 # Longest the writer sleeps while drafts are open, so an injected clock that jumps
 # ahead is noticed promptly.
 _MAX_TICK = 0.25
+#: `first_pending_at` of a draft whose flush was asked for (`Writer.flush_now`): due now.
+_FORCED = float("-inf")
 
 
 class _Scheduler(_Base):
@@ -62,6 +64,9 @@ class _Scheduler(_Base):
     def _take(self, state: DraftState, now: float) -> _Job:
         delta = "".join(state.pending)
         state.pending.clear()
+        since = state.first_pending_at
+        if since == _FORCED:
+            since = state.forced_since
         state.first_pending_at = None
         if state.final is None and delta and "\ud800" <= delta[-1] <= "\udbff":
             # The first half of a surrogate pair: wait for the second, so the two are
@@ -76,6 +81,6 @@ class _Scheduler(_Base):
         state.job = _Job(
             state, state.seq + 1, delta, status, reason, final=state.final is not None,
             extras=extras, parts=parts or None,
-            parts_json=self.encode_parts(parts) if parts else None,
+            parts_json=self.encode_parts(parts) if parts else None, since=since,
         )  # fmt: skip
         return state.job

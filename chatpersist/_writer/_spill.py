@@ -3,6 +3,8 @@ written there instead, and replayed into the database once it answers."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +23,9 @@ class _Spill(_Retry):
         super().__init__(**rest)
         self._to_replay = self._journal is not None
         self._journal_failing = False
+        # One replay at a time (the writer's own, `recover()`...): a record replayed
+        # by one is cleared before the other reads the journal, so none is counted twice.
+        self._replaying = threading.Lock()
 
     def _spill(self, jobs: list[_Job]) -> None:
         assert self._journal is not None
@@ -58,14 +63,21 @@ class _Spill(_Retry):
             log.exception("chatpersist: journal replay failed")
             self._to_replay = False
 
-    def replay(self, journal: Journal | None = None) -> int:
+    def replay(
+        self, journal: Journal | None = None, progress: Callable[[int, int], None] | None = None
+    ) -> int:
         """Write the journal's newest record of each message to the database, then
         forget them. Guards make a record that is already applied, or whose row
         another writer holds, change nothing; a record the database refuses is
-        logged and skipped, and never stops the others."""
+        logged and skipped, and never stops the others. `progress(done, total)` is
+        called as records are replayed (a command line's progress bar)."""
         journal = journal or self._journal
         if journal is None:
             return 0
+        with self._replaying:
+            return self._replay(journal, progress)
+
+    def _replay(self, journal: Journal, progress: Callable[[int, int], None] | None) -> int:
         if journal is self._journal:
             self._to_replay = False  # a spill from now on sets it again
         size = journal.size()
@@ -73,7 +85,9 @@ class _Spill(_Retry):
         now = to_db_time(self._clock.now())
         applied = 0
         kept = True
-        for rec in records:
+        for done, rec in enumerate(records):
+            if progress is not None:
+                progress(done, len(records))
             try:
                 with write_tx(self._engine) as conn:
                     self._write_text(
@@ -93,6 +107,8 @@ class _Spill(_Retry):
                 log.info("chatpersist: journal record of %r: the message is gone", rec.message_id)
                 kept &= _quarantine(journal, rec, "the message was deleted")
             applied += verdict == "landed"
+        if progress is not None:
+            progress(len(records), len(records))
         if kept:  # else the journal keeps them all until their quarantine can be written
             journal.clear(size)
         self.stats.replayed += applied

@@ -38,6 +38,8 @@ class DraftState:
         self.writer = writer
         self.pending: list[str] = []
         self.first_pending_at: float | None = None
+        # When the text a forced flush (`flush_now`) writes started waiting.
+        self.forced_since: float | None = None
         # Committed text kept as the joined deltas of past flushes: joining once per
         # flush, not once per chunk, keeps long answers linear.
         self.committed: list[str] = [committed_text] if committed_text else []
@@ -108,6 +110,8 @@ class _Job:
     #: New segments of the parts log, and their JSON text as bound.
     parts: list[dict[str, Any]] | None = None
     parts_json: str | None = None
+    #: When its first chunk started waiting (writer clock), for the flush lag metric.
+    since: float | None = None
 
     def size(self) -> int:
         """Characters this write sends."""

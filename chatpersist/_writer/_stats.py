@@ -1,8 +1,10 @@
-"""Counters of what the writer did, read through `ChatStore.stats`."""
+"""Counters of what the writer did, read through `ChatStore.stats`, and the hook a
+metrics exporter gives the writer (`chatpersist.metrics`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 
 @dataclass
@@ -23,3 +25,15 @@ class WriterStats:
     refused: int = 0
     #: appends to the journal that failed (disk full, read-only): retried
     journal_errors: int = 0
+    #: drafts whose end was written not complete, by finish_reason (stopped, error...)
+    interrupted: dict[str, int] = field(default_factory=dict)
+
+
+class CommitHook(Protocol):
+    """Told of every group commit, by the writer thread, after the commit (never per
+    append). It must be quick and must not raise (a fault is logged and ignored)."""
+
+    def committed(self, seconds: float, lags: list[float]) -> None:
+        """A transaction took `seconds`; `lags` holds, for each draft whose text it
+        wrote, the seconds since that text's first unflushed chunk."""
+        ...

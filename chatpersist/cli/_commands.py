@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,8 @@ from ._options import (
     with_group_options,
 )
 from ._output import emit_rows, safe, show_message, to_json, write_csv
+from ._progress import Tick, progress, progress_shown
+from ._recover_worker import recover_worker
 
 # -- commands ----------------------------------------------------------------------
 
@@ -64,7 +68,9 @@ def migrate(db: str | None, table: str | None, schema: str | None) -> None:
     log.addHandler(echo)
     try:
         with open_store(db, table, schema) as store:
-            store.migrate()
+            # No progress hook in a migration: a spinner and the time it has taken.
+            with progress("migrating" + (f" table {store.table.name}" if store.table else "")):
+                store.migrate()
             target = store.table
     finally:
         log.removeHandler(echo)
@@ -222,19 +228,26 @@ def audit_export(
         ctx, db=db, table=table, schema=schema, since=since, session=session, reason=reason
     )
     delta = parse_since(o["since"])
+    # On stderr when it is a terminal, unless the export goes to that terminal too.
+    shown = progress_shown(also_stdout=file == "-")
     with open_store(o["db"], o["table"], o["schema"]) as store:
-        rows = audit_rows(store, delta, o["session"], o["reason"])
+        with progress("reading interrupted answers", show=shown):
+            rows = audit_rows(store, delta, o["session"], o["reason"])
     try:
         out = open(file, "w", encoding="utf-8", newline="") if file != "-" else None
     except OSError as exc:
         raise CliError(f"cannot write {file!r}: {exc.strerror}") from exc
     stream = out or sys.stdout
     try:
-        if fmt == "jsonl":
-            for r in rows:
-                stream.write(to_json(r) + "\n")
-        else:
-            write_csv(stream, rows, [*AUDIT_COLUMNS, "error", "content"])
+        with progress(f"writing {file}", show=shown) as tick:
+            if fmt == "jsonl":
+                for n, r in enumerate(rows):
+                    if n % 100 == 0:
+                        tick(n, len(rows))
+                    stream.write(to_json(r) + "\n")
+            else:
+                write_csv(stream, rows, [*AUDIT_COLUMNS, "error", "content"], tick)
+            tick(len(rows), len(rows))
     finally:
         if out is not None:
             out.close()
@@ -254,12 +267,57 @@ def sweep(db: str | None, table: str | None, schema: str | None, as_json: bool) 
 
 @cli.command()
 @store_options
+@json_option
+@click.option("--once", is_flag=True, help="Print one plain snapshot and exit.")
+@click.option(
+    "--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
+    help="Seconds between refreshes.",
+)  # fmt: skip
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=20, show_default=True,
+    help="Answers listed in each part.",
+)  # fmt: skip
+@click.option(
+    "--stalled-after", type=click.FloatRange(min=0, min_open=True), default=None,
+    metavar="SECONDS",
+    help="A draft with no write for this long is stalled (default: 4, twice the flush "
+    "interval).",
+)  # fmt: skip
+@click.option(
+    "--count", type=click.IntRange(min=1), default=None, help="Refresh this many times, then exit."
+)
+def top(
+    db: str | None, table: str | None, schema: str | None, as_json: bool, once: bool,
+    interval: float, limit: int, stalled_after: float | None, count: int | None,
+) -> None:  # fmt: skip
+    """Watch the answers being written now: live and stalled drafts, the last
+    interrupted answers, and the totals of the last hour. Refreshed every second
+    until Ctrl-C; plain lines when not a terminal."""
+    from ._top import run_top
+
+    with open_store(db, table, schema) as store:
+        run_top(
+            store, as_json=as_json, once=once, interval=interval, limit=limit,
+            stalled_after=stalled_after, count=count,
+        )  # fmt: skip
+
+
+@cli.command()
+@store_options
 @click.option("--journal", type=click.Path(dir_okay=False, exists=True), required=True)
 def recover(db: str | None, table: str | None, schema: str | None, journal: str) -> None:
     """Replay a journal of drafts written while the database was away."""
-    with open_store(db, table, schema) as store:
-        n = store.recover_from(journal)
+    with open_store(db, table, schema) as store, progress("replaying the journal") as tick:
+        n = _recover(store, journal, tick)
     click.echo(f"{n} messages recovered from {safe(journal)}")
+
+
+def _recover(store: ChatStore, journal: str, tick: Tick) -> int:
+    """`store.recover_from(journal)`, with its progress where the store reports it."""
+    recover_from: Callable[..., int] = store.recover_from
+    if "progress" in inspect.signature(recover_from).parameters:
+        return recover_from(journal, progress=tick)
+    return recover_from(journal)
 
 
 @cli.command("continue")
@@ -354,6 +412,9 @@ def fake_server(port: int, host: str) -> None:
         server.serve_forever()
     except KeyboardInterrupt:
         click.echo("stopped", err=True)
+
+
+cli.add_command(recover_worker)
 
 
 def main() -> None:

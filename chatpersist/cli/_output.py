@@ -6,7 +6,7 @@ import csv
 import json
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 import click
@@ -55,11 +55,19 @@ def csv_cell(value: Any, terminal: bool = False) -> Any:
     return safe(value) if terminal else value
 
 
-def write_csv(out: IO[str], rows: list[dict[str, Any]], columns: list[str]) -> None:
+def write_csv(
+    out: IO[str],
+    rows: list[dict[str, Any]],
+    columns: list[str],
+    tick: Callable[[int, int | None], None] | None = None,
+) -> None:
+    """Rows as CSV (`tick(done, total)`: progress, every 100 rows)."""
     terminal = is_terminal(out)
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
-    for row in rows:
+    for n, row in enumerate(rows):
+        if tick is not None and n % 100 == 0:
+            tick(n, len(rows))
         writer.writerow({c: csv_cell(row.get(c), terminal) for c in columns})
 
 

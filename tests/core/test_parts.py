@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from tcp_proxy import TcpProxy
 
-from chatpersist import ChatStore, DraftNotOpen
+from chatpersist import ChatStore, Draft, DraftNotOpen
 from chatpersist._journal import Journal
 from chatpersist._parts import (
     OtherPart,
@@ -24,20 +24,20 @@ from chatpersist._parts import (
 from chatpersist._schema import messages
 
 
-def _agent_answer(d: object) -> None:
+def _agent_answer(d: Draft) -> None:
     """Reasoning, text, two tool calls streamed in fragments, their results, text."""
-    d.append_reasoning("Let me ")  # type: ignore[attr-defined]
-    d.append_reasoning("think.")  # type: ignore[attr-defined]
-    d.append_reasoning(signature="sig-1")  # type: ignore[attr-defined]
-    d.append("I will look ")  # type: ignore[attr-defined]
-    d.append("it up.")  # type: ignore[attr-defined]
-    d.append_tool_call("call_a", "weather", '{"ci', index=0)  # type: ignore[attr-defined]
-    d.append_tool_call(arguments='ty": "Paris"}', index=0)  # type: ignore[attr-defined]
-    d.append_tool_call("call_b", "time", "", index=1)  # type: ignore[attr-defined]
-    d.append_tool_call(arguments='{"tz": "CET"}', index=1)  # type: ignore[attr-defined]
-    d.add_tool_result("call_a", "12 °C")  # type: ignore[attr-defined]
-    d.add_tool_result("call_b", "boom", is_error=True)  # type: ignore[attr-defined]
-    d.append("It is 12 °C.")  # type: ignore[attr-defined]
+    d.append_reasoning("Let me ")
+    d.append_reasoning("think.")
+    d.append_reasoning(signature="sig-1")
+    d.append("I will look ")
+    d.append("it up.")
+    d.append_tool_call("call_a", "weather", '{"ci', index=0)
+    d.append_tool_call(arguments='ty": "Paris"}', index=0)
+    d.append_tool_call("call_b", "time", "", index=1)
+    d.append_tool_call(arguments='{"tz": "CET"}', index=1)
+    d.add_tool_result("call_a", "12 °C")
+    d.add_tool_result("call_b", "boom", is_error=True)
+    d.append("It is 12 °C.")
 
 
 EXPECTED = (
@@ -65,7 +65,7 @@ def test_parts_round_trip(store: ChatStore, every_chunks: int) -> None:
         "type": "tool_call", "id": "call_a", "name": "weather",
         "arguments": '{"city": "Paris"}', "complete": True,
     }  # fmt: skip
-    assert m.parts[2].input == {"city": "Paris"}  # type: ignore[union-attr]
+    assert isinstance(m.parts[2], ToolCallPart) and m.parts[2].input == {"city": "Paris"}
 
 
 def test_text_only_answers_store_no_parts(store: ChatStore) -> None:
@@ -100,6 +100,7 @@ def test_each_flush_appends_only_new_segments(store: ChatStore) -> None:
         raw = conn.execute(sa.select(messages.c.parts).where(messages.c.id == d.message_id))
         log = raw.scalar()
     log = json.loads(log) if isinstance(log, str) else log
+    assert log is not None
     # Three flushes appended: the call's arguments arrived as two segments of part 1.
     assert [s for s in log if s["i"] == 1 and "arguments" in s] == [
         {"i": 1, "type": "tool_call", "id": "c1", "name": "search", "arguments": '{"q": '},

@@ -27,9 +27,10 @@ PUBLIC = {
         "astream_into", "feed", "stream_into", "to_chunks",
     ],
     "chatpersist.recovery": [
-        "CONTINUE_INSTRUCTION", "continuation", "continue_answer", "regenerate",
+        "CONTINUE_INSTRUCTION", "Recoverer", "continuation", "continue_answer", "regenerate",
     ],
     "chatpersist.testing": ["ManualClock", "OffsetClock"],
+    "chatpersist.metrics": ["INSTRUMENTS", "Instrumentation", "Metric", "instrument"],
     "chatpersist.cli": ["cli", "main"],
     "chatpersist.aisdk": ["HEADERS", "UIChat", "ui_chunks", "ui_message"],
     "chatpersist.asgi": [

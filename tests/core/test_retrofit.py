@@ -152,7 +152,7 @@ def test_string_id_table_with_100k_rows(db_url: str) -> None:
     ids = [m.id for m in store.history("s7")]
     assert ids.count("draft-2") == 1
     assert store.get_message("draft-2").status == COMPLETE
-    assert _migrate.current(engine, store.table) == "r0004"
+    assert _migrate.current(engine, store.table) == "r0005"
     store.close()
 
     _migrate.downgrade(engine, "base", MessagesTable("messages"))
@@ -209,7 +209,7 @@ def test_postgres_schema_other_than_public(pg_url: str) -> None:
             with store.draft("s1") as d:
                 d.append("in another schema")
             assert store.history("s1")[-1].content == "in another schema"
-        assert _migrate.current(engine, target) == "r0004"
+        assert _migrate.current(engine, target) == "r0005"
         cols = {c["name"] for c in sa.inspect(engine).get_columns("messages", schema=schema)}
         assert {"status", "finish_reason", "draft_seq"} <= cols
     finally:

@@ -331,5 +331,9 @@ def test_reasoning_streams_as_a_reasoning_part(
         "start", "start-step", "reasoning-start", "reasoning-delta*2", "reasoning-end",
     ], types  # fmt: skip
     assert answer["finishReason"] == "stop" and not answer["errorChunks"]
+    # The reasoning is stored too: the history has it as a reasoning part, before the text.
     history = stored(broken_server, got["chatId"])
-    assert history[1]["parts"] == [{"type": "text", "text": "The answer."}]
+    assert history[1]["parts"] == [
+        {"type": "reasoning", "text": "Let me think."},
+        {"type": "text", "text": "The answer."},
+    ]
