@@ -18,6 +18,7 @@ from ._audit import SessionInfo, StatRow
 from ._draft import AsyncDraft
 from ._history import CutToolCalls, HistoryFormat
 from ._message import Message
+from ._retention import SweepReport
 from ._store import ChatStore
 from ._writer import WriterStats
 
@@ -125,6 +126,20 @@ class AsyncChatStore:
         """`async with store.draft(sid) as d: d.append(piece)` (see `ChatStore.draft`)."""
         return self.sync.draft_async(
             session_id, message_id, role, every_chunks, every_seconds, recover_with=recover_with
+        )
+
+    async def clean(
+        self,
+        older_than: timedelta | None = None,
+        *,
+        delete_empty: bool = True,
+        dry_run: bool = False,
+    ) -> SweepReport:
+        """See `ChatStore.clean`."""
+        return await asyncio.to_thread(
+            functools.partial(
+                self.sync.clean, older_than, delete_empty=delete_empty, dry_run=dry_run
+            )
         )
 
     async def claim_recoverable(self, limit: int = 1) -> list[Message]:

@@ -46,6 +46,8 @@ from ._journal import Journal
 from ._loader import Loader
 from ._message import INTERRUPTED_MARKER, Message, ends_complete, to_db_time
 from ._parts import PartsLog
+from ._retention import SweepReport
+from ._retention import sweep as sweep_report
 from ._retrofit import MessagesTable
 from ._schema import (
     CLIENT_WRITER,
@@ -445,6 +447,21 @@ class ChatStore(AuditMixin):
                 if result.rowcount:
                     claimed.append(str(mid))
         return [self.get_message(mid) for mid in claimed]
+
+    def clean(
+        self,
+        older_than: timedelta | None = None,
+        *,
+        delete_empty: bool = True,
+        dry_run: bool = False,
+    ) -> SweepReport:
+        """Retention: `sweep()`, then (with `delete_empty`) delete the abandoned drafts
+        that hold nothing (no text, no parts) and whose writer was last heard of more
+        than `older_than` ago. Drafts with text are kept (a user may continue them);
+        live and recovering ones are never touched. With `dry_run`, count only."""
+        return sweep_report(
+            self, older_than=older_than, delete_empty=delete_empty, dry_run=dry_run
+        )
 
     def activity(self, limit: int = 20, stalled_after: float | None = None) -> Activity:
         """What is being written now and what was cut lately (what `chatpersist top`

@@ -258,11 +258,37 @@ def audit_export(
 @cli.command()
 @store_options
 @json_option
-def sweep(db: str | None, table: str | None, schema: str | None, as_json: bool) -> None:
-    """Mark drafts whose writer is gone as abandoned (safe to run from cron)."""
+@click.option(
+    "--delete-empty", is_flag=True,
+    help="Also delete abandoned drafts that hold nothing (no text, no parts).",
+)  # fmt: skip
+@click.option(
+    "--older-than", "older_than", default=None, metavar="AGE",
+    help="With --delete-empty: only those last written more than AGE ago (30d, 12h...).",
+)  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Say what would be done; change nothing.")
+def sweep(
+    db: str | None, table: str | None, schema: str | None, as_json: bool,
+    delete_empty: bool, older_than: str | None, dry_run: bool,
+) -> None:  # fmt: skip
+    """Mark drafts whose writer is gone as abandoned (safe to run from cron); with
+    --delete-empty, delete the abandoned ones that hold nothing."""
+    age = parse_since(older_than, "--older-than")
+    if age is not None and not delete_empty:
+        raise usage_error("--older-than applies to --delete-empty: give both")
     with open_store(db, table, schema) as store:
-        n = store.sweep()
-    click.echo(to_json({"abandoned": n}) if as_json else f"{n} abandoned drafts marked")
+        if not (delete_empty or dry_run):
+            n = store.sweep()
+            click.echo(to_json({"abandoned": n}) if as_json else f"{n} abandoned drafts marked")
+            return
+        report = store.clean(age, delete_empty=delete_empty, dry_run=dry_run)
+    if as_json:
+        click.echo(to_json(report.to_dict()))
+        return
+    would = "would be " if dry_run else ""
+    click.echo(f"{report.marked} abandoned drafts {would}marked")
+    if delete_empty:
+        click.echo(f"{report.deleted} empty abandoned drafts {would}deleted")
 
 
 @cli.command()

@@ -349,18 +349,18 @@ def open_provider(
     yield OpenAICompatible(base_url, model, api_key=api_key or os.environ.get("OPENAI_API_KEY"))
 
 
-def parse_since(value: str | None) -> timedelta | None:
+def parse_since(value: str | None, option: str = "--since") -> timedelta | None:
     if value is None:
         return None
     m = re.fullmatch(r"(\d+)\s*([smhdw])", value.strip())
     if not m:
-        raise usage_error(f"--since {value!r}: use a number and a unit: 30m, 12h, 7d, 2w")
+        raise usage_error(f"{option} {value!r}: use a number and a unit: 30m, 12h, 7d, 2w")
     unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m[2]]
     try:
         delta = timedelta(**{unit: int(m[1])})
         datetime.now(UTC) - delta  # noqa: B018 - before the year 1?
     except (OverflowError, ValueError):
-        raise usage_error(f"--since {value!r}: too far back") from None
+        raise usage_error(f"{option} {value!r}: too far back") from None
     return delta
 
 
