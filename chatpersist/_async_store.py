@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal
 
+from ._activity import Activity
 from ._audit import SessionInfo, StatRow
 from ._draft import AsyncDraft
 from ._history import CutToolCalls, HistoryFormat
@@ -66,9 +68,16 @@ class AsyncChatStore:
         """See `ChatStore.recover`."""
         return await asyncio.to_thread(self.sync.recover)
 
-    async def recover_from(self, journal: str | os.PathLike[str]) -> int:
-        """See `ChatStore.recover_from`."""
-        return await asyncio.to_thread(self.sync.recover_from, journal)
+    async def recover_from(
+        self,
+        journal: str | os.PathLike[str],
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """See `ChatStore.recover_from` (`progress` is called from a worker thread)."""
+        return await asyncio.to_thread(
+            functools.partial(self.sync.recover_from, journal, progress=progress)
+        )
 
     async def close(self, timeout: float | None = 10.0) -> None:
         """See `ChatStore.close`."""
@@ -141,6 +150,10 @@ class AsyncChatStore:
                 self.sync.clean, older_than, delete_empty=delete_empty, dry_run=dry_run
             )
         )
+
+    async def activity(self, limit: int = 20, stalled_after: float | None = None) -> Activity:
+        """See `ChatStore.activity`."""
+        return await asyncio.to_thread(self.sync.activity, limit, stalled_after)
 
     async def claim_recoverable(self, limit: int = 1) -> list[Message]:
         """See `ChatStore.claim_recoverable`."""

@@ -19,14 +19,27 @@ class TcpProxy:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def cut(self) -> None:
-        """Drop every connection and refuse new ones until `restore()`."""
+        """Drop every connection and refuse new ones until `restore()`.
+
+        Every socket is shut down before any is closed: a pump woken by a shutdown
+        closes the other socket of its pair, and a socket closed while another thread
+        is blocked reading it stays open in the kernel, so its peer would never learn
+        of the cut. Duplicates are shut down, which reaches the connection whoever
+        closed its socket first."""
         self._cut.set()
         with self._lock:
-            for s in list(self._open):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
+            sockets = list(self._open)
             self._open.clear()
+            dups = []
+            for s in sockets:
+                with contextlib.suppress(OSError):
+                    dups.append(s.dup())
+        for d in dups:
+            with contextlib.suppress(OSError):
+                d.shutdown(socket.SHUT_RDWR)
+        for s in [*dups, *sockets]:
+            with contextlib.suppress(OSError):
+                s.close()
 
     def restore(self) -> None:
         self._cut.clear()

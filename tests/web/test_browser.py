@@ -32,13 +32,14 @@ def send(page: Any, text: str) -> None:
 
 
 def bubble_text(page: Any, nth: int = -1) -> str:
-    return str(page.locator(f"{BUBBLE} .text").nth(nth).inner_text())
+    """An answer's text as the page has it (its Markdown source; the page renders it)."""
+    return str(page.evaluate(f"(n) => [...document.querySelectorAll('{BUBBLE}')].at(n).source", nth))
 
 
 def wait_text(page: Any, min_chars: int) -> None:
     page.wait_for_function(
-        f"() => {{ const b = document.querySelectorAll('{BUBBLE} .text'); "
-        f"return b.length && b[b.length - 1].textContent.length >= {min_chars}; }}"
+        f"() => {{ const b = document.querySelectorAll('{BUBBLE}'); "
+        f"return b.length && (b[b.length - 1].source || '').length >= {min_chars}; }}"
     )
 
 
@@ -53,13 +54,12 @@ def last_message(server: Server) -> Any:
 def test_switch_conversation_and_come_back(webchat: Callable[..., Server], page: Any) -> None:
     server = webchat(delay=0.03)
     page.goto(server.url)
-    page.click("#new")
+    send(page, "Why save drafts?")  # a new conversation, made by its first message
     page.wait_for_selector("#sessions li.active")
     first = page.get_attribute("#sessions li.active", "data-id")
-    send(page, "Why save drafts?")
     wait_text(page, 60)
-    page.click("#new")  # switch to another conversation while it streams
-    page.wait_for_function(f"() => document.querySelector('#sessions li.active').dataset.id !== '{first}'")
+    page.click("#new")  # switch to a new chat while it streams
+    page.wait_for_selector("#sessions li.active", state="detached")
     page.click(f"#sessions li[data-id='{first}']")  # come back
     page.wait_for_selector(f"{BUBBLE} .badge.interrupted")
     shown = bubble_text(page)
@@ -100,9 +100,7 @@ def test_continue_completes_it(webchat: Callable[..., Server], page: Any) -> Non
     page.click("#stop")
     page.wait_for_selector(f"{BUBBLE} .continue")
     page.click(f"{BUBBLE} .continue")
-    page.wait_for_function(
-        f"() => document.querySelector('{BUBBLE} .text').textContent.length >= {len(CANNED_ANSWER)}"
-    )
+    wait_text(page, len(CANNED_ANSWER))
     page.wait_for_timeout(300)
     assert bubble_text(page) == CANNED_ANSWER
     assert page.locator(f"{BUBBLE} .badge").count() == 0
@@ -116,20 +114,17 @@ def test_continue_completes_it(webchat: Callable[..., Server], page: Any) -> Non
 @pytest.mark.slow
 def test_policy_finish_returning_user_sees_it_grow(webchat: Callable[..., Server], page: Any) -> None:
     server = webchat(delay=0.03)
-    page.goto(server.url + "/?policy=finish")
-    page.click("#new")
+    page.goto(server.url + "/?policy=finish")  # "Keep generating when I leave", on
+    send(page, "Tell me")
     page.wait_for_selector("#sessions li.active")
     first = page.get_attribute("#sessions li.active", "data-id")
-    send(page, "Tell me")
     wait_text(page, 30)
     page.click("#new")
-    page.wait_for_function(f"() => document.querySelector('#sessions li.active').dataset.id !== '{first}'")
+    page.wait_for_selector("#sessions li.active", state="detached")
     page.click(f"#sessions li[data-id='{first}']")
     page.wait_for_selector(f"{BUBBLE} .badge.live")
     before = len(bubble_text(page))
-    page.wait_for_function(
-        f"() => document.querySelector('{BUBBLE} .text').textContent.length > {before + 40}"
-    )
+    wait_text(page, before + 41)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "policy_finish_growing.png"))
     page.wait_for_function(f"() => !document.querySelector('{BUBBLE} .badge')", timeout=30000)
@@ -141,6 +136,7 @@ def test_policy_finish_returning_user_sees_it_grow(webchat: Callable[..., Server
 def test_js_helper_saves_on_pagehide(webchat: Callable[..., Server], page: Any) -> None:
     server = webchat()
     page.goto(server.url)
+    page.add_script_tag(url="/chatpersist.js")  # the helper, for pages that hold the stream
     sid = page.evaluate("async () => (await (await fetch('/api/sessions', {method: 'POST', body: '{}'})).json()).id")
     page.evaluate(
         """(sid) => {

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,27 +26,8 @@ DESKTOP = {"width": 1100, "height": 700}
 PHONE = {"width": 390, "height": 844}
 
 
-class Proxy(TcpProxy):
-    """A TCP proxy between the browser and the server that the tests can cut.
-
-    `TcpProxy.cut` closes each socket after shutting it down; a pump thread woken by
-    the first shutdown may close the other socket of the pair first, and a socket
-    closed while another thread is blocked reading it stays open in the kernel: the
-    browser's side of a stream then never learns of the cut. Here every socket is
-    duplicated before the cut, and the duplicates are shut down: the shutdown reaches
-    the connection whoever closed its socket."""
-
-    def cut(self) -> None:
-        with self._lock:
-            dups = []
-            for s in self._open:
-                with contextlib.suppress(OSError):
-                    dups.append(s.dup())
-        super().cut()
-        for d in dups:
-            with contextlib.suppress(OSError):
-                d.shutdown(socket.SHUT_RDWR)
-            d.close()
+#: A TCP proxy between the browser and the server that the tests can cut.
+Proxy = TcpProxy
 
 
 @contextlib.contextmanager
@@ -93,7 +73,8 @@ def source(page: Any, nth: int = -1) -> str:
     return str(
         page.evaluate(
             f"(n) => {{ const a = [...document.querySelectorAll('{ANSWER}')];"
-            " const el = a[n < 0 ? a.length + n : n]; return el ? el.source : null; }",
+            " const el = a[n < 0 ? a.length + n : n];"
+            " return el ? el.source ?? el.querySelector('.text').textContent : null; }",
             nth,
         )
     )
@@ -102,7 +83,8 @@ def source(page: Any, nth: int = -1) -> str:
 def wait_source(page: Any, min_chars: int, timeout: float = 15000) -> str:
     page.wait_for_function(
         f"(n) => {{ const a = document.querySelectorAll('{ANSWER}');"
-        " return a.length && (a[a.length - 1].source || '').length >= n; }",
+        " const el = a[a.length - 1];"
+        " return el && (el.source ?? el.querySelector('.text').textContent).length >= n; }",
         arg=min_chars,
         timeout=timeout,
     )
