@@ -3,6 +3,7 @@
     python -m benchmarks.run --quick            # under 2 minutes: SQLite and PostgreSQL
     python -m benchmarks.run --full             # adds 10,000 PostgreSQL streams, 2 KB answers
     python -m benchmarks.run --quick --db sqlite
+    python -m benchmarks.run --scale            # benchmarks/scale.py: big tables, many processes
 
 Each (strategy, workload, database) runs in its own subprocess on a fresh database,
 so peak RSS and CPU are its own. Prints a table, writes benchmarks/results/run.json and
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing
 import os
@@ -27,6 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,8 +133,18 @@ def fresh_db(kind: str, tmp: str) -> tuple[str, Any]:
 
 
 async def drive(
-    strategy: Any, store: ChatStore, streams: int, size: int, paced: bool, mode: str
+    strategy: Any,
+    store: ChatStore,
+    streams: int,
+    size: int,
+    paced: bool,
+    mode: str,
+    ready: Callable[[str], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
+    """Open `streams` answers, append their chunks (30/s each when `paced`), end them.
+    `ready("opening")` is awaited before the answers open, `ready("streaming")` before
+    the first chunk (benchmarks.scale starts its processes' streams together) and
+    `ready("ended")` after the last one, before the answers end."""
     # One unpaced stream (the 1 MB answer) calls every strategy inline.
     blocking = strategy.name in ("every-chunk", "per-draft") and paced
     sessions = [store.create_session() for _ in range(max(1, streams // 100))]
@@ -139,6 +152,8 @@ async def drive(
     # An async app ends a draft with its async API where there is one; the others
     # (their close does blocking I/O) in a thread.
     native = mode == "async" and hasattr(strategy, "open_async")
+    if ready is not None:
+        await ready("opening")
     answers = [
         await strategy.open_async(sessions[i % len(sessions)])
         if native
@@ -193,6 +208,8 @@ async def drive(
 
     ideal = max(len(t) for t in texts) / RATE
     cap = 2 * ideal + 5 if ideal > 4 else ideal + 3  # quick mode: short answers, short cap
+    if ready is not None:
+        await ready("streaming")
     tick = asyncio.create_task(ticker())
     size_of_group = 50 if mode == "async" else streams
     start = time.perf_counter()
@@ -205,10 +222,12 @@ async def drive(
     appended_at = time.perf_counter()
     done.set()
     await tick
+    if ready is not None:
+        await ready("ended")
     await asyncio.gather(*(a.aclose() if native else asyncio.to_thread(a.close) for a in answers))
     return {"costs": costs, "lags": lags, "marks": marks, "elapsed": appended_at - start,
             "paced": paced, "chunks": done_chunks[0], "streams": streams,
-            "answers": answers}  # fmt: skip
+            "answers": answers, "window": (start, appended_at)}  # fmt: skip
 
 
 def drive_threads(strategy: Any, store: ChatStore, streams: int, size: int) -> dict[str, Any]:
@@ -247,9 +266,10 @@ def drive_threads(strategy: Any, store: ChatStore, streams: int, size: int) -> d
         t.start()
     for t in threads:
         t.join()
-    return {"costs": costs, "lags": [], "marks": marks, "elapsed": time.perf_counter() - start,
+    end = time.perf_counter()
+    return {"costs": costs, "lags": [], "marks": marks, "elapsed": end - start,
             "paced": True, "chunks": sum(len(t) for t in texts), "streams": streams,
-            "answers": answers}  # fmt: skip
+            "answers": answers, "window": (start, end)}  # fmt: skip
 
 
 def _poll(url: str, stop: Any, out: Any, every: float) -> None:
@@ -294,7 +314,11 @@ class Poller:
         return by_id
 
 
-def flush_lags(marks: list[tuple[int, float, int]], ids: list[str | None], seen: dict[str, list[tuple[float, int]]]) -> list[float]:
+def flush_lags(
+    marks: list[tuple[int, float, int]],
+    ids: list[str | None],
+    seen: dict[str, list[tuple[float, int]]],
+) -> list[float]:
     """For sampled chunks: from the append to the first poll that saw it committed."""
     lags = []
     for i, t, length in marks:
@@ -305,9 +329,40 @@ def flush_lags(marks: list[tuple[int, float, int]], ids: list[str | None], seen:
     return lags
 
 
+class GcWatch:
+    """The collector's passes (generation, start, duration), from `gc.callbacks`."""
+
+    def __init__(self) -> None:
+        self.passes: list[tuple[int, float, float]] = []
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._started = now
+        else:
+            self.passes.append((int(info["generation"]), self._started, now - self._started))
+
+    def summary(self, window: tuple[float, float]) -> dict[str, Any]:
+        """Full (generation 2) passes within `window`: count, longest and total ms."""
+        full = [d for g, t, d in self.passes if g == 2 and window[0] <= t <= window[1]]
+        young = [d for g, t, d in self.passes if g < 2 and window[0] <= t <= window[1]]
+        return {"gc_full": len(full), "gc_full_max_ms": max(full, default=0.0) * 1e3,
+                "gc_full_ms": sum(full) * 1e3, "gc_young": len(young),
+                "gc_young_max_ms": max(young, default=0.0) * 1e3}  # fmt: skip
+
+
 def one(
     strategy_name: str, kind: str, streams: int, size: int, mode: str, paced: bool
 ) -> dict[str, Any]:
+    # BENCH_GC_FREEZE=1: `gc.freeze()` once the app has started (store, strategy), as
+    # docs/benchmarks.md suggests for processes with thousands of streams.
+    freeze = os.environ.get("BENCH_GC_FREEZE") == "1"
+    # BENCH_SWITCH_INTERVAL=0.001: how often a thread waiting for the GIL (the event
+    # loop, while the writer thread builds a batch) gets it (Python's default: 5 ms).
+    switch = float(os.environ.get("BENCH_SWITCH_INTERVAL") or sys.getswitchinterval())
+    sys.setswitchinterval(switch)
     with tempfile.TemporaryDirectory() as tmp:
         url, drop = fresh_db(kind, tmp)
         try:
@@ -317,6 +372,10 @@ def one(
             strategy = make_strategy(strategy_name, store)
             poller = Poller(url, every=0.05 if streams <= 1000 else 0.25)
             poller.start()
+            if freeze:
+                gc.collect()
+                gc.freeze()
+            watch = GcWatch()
             cpu0 = resource.getrusage(resource.RUSAGE_SELF)
             if mode == "threads":
                 r = drive_threads(strategy, store, streams, size)
@@ -343,7 +402,9 @@ def one(
         "flush_lag_p99_s": pct(lags, 99) if lags else None,
         "cpu_s_per_1k_chunks": cpu / r["chunks"] * 1000,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "elapsed_s": r["elapsed"], "sustained": sustained,
+        "elapsed_s": r["elapsed"], "sustained": sustained, "gc_freeze": freeze,
+        "switch_interval_ms": switch * 1e3,
+        **watch.summary(r["window"]),
     }  # fmt: skip
 
 
@@ -430,12 +491,25 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--full", action="store_true")
-    ap.add_argument("--db", choices=["sqlite", "postgresql", "all"], default=None,
-                    help="default: sqlite with --quick, all with --full")
+    ap.add_argument(
+        "--db",
+        choices=["sqlite", "postgresql", "all"],
+        default=None,
+        help="default: sqlite with --quick, all with --full",
+    )
     ap.add_argument("--one", nargs=6)
     ap.add_argument("--killed-child", nargs=3)
     ap.add_argument("--show", action="store_true", help="print the table of the last run")
     ap.add_argument("--markdown", action="store_true", help="the last run as a Markdown table")
+    ap.add_argument(
+        "--scale", action="store_true", help="benchmarks.scale: big tables, many processes"
+    )
+    if "--scale" in sys.argv[1:]:  # the rest of the command line is benchmarks.scale's
+        from . import scale
+
+        sys.argv = [sys.argv[0], *(a for a in sys.argv[1:] if a != "--scale")]
+        scale.main()
+        return
     args = ap.parse_args()
     if args.markdown:
         saved = json.loads((RESULTS / "run.json").read_text())
@@ -447,7 +521,9 @@ def main() -> None:
         print("| strategy | runs | lost chunks, max | mean |")
         print("|---|---|---|---|")
         for k in saved["kills"]:
-            print(f"| {k['strategy']} | {k['runs']} | {k['lost_chunks_max']:.0f} | {k['lost_chunks_mean']:.1f} |")
+            print(
+                f"| {k['strategy']} | {k['runs']} | {k['lost_chunks_max']:.0f} | {k['lost_chunks_mean']:.1f} |"
+            )
         return
     if args.show:
         saved = json.loads((RESULTS / "run.json").read_text())

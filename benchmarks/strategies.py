@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from chatpersist import ChatStore, _sql
+from chatpersist import AsyncDraft, ChatStore, Draft, _sql
 from chatpersist._engine import write_tx
 from chatpersist._message import to_db_time
 from chatpersist._schema import COMPLETE, STREAMING
@@ -51,6 +51,18 @@ def _row(store: ChatStore, mid: str, sid: str, text: str, seq: int, status: str)
     }  # fmt: skip
 
 
+class _FinishAnswer:
+    message_id = None  # known only once saved
+
+    def __init__(self, store: ChatStore, session_id: str) -> None:
+        self.store, self.session_id = store, session_id
+        self.parts: list[str] = []
+        self.append = self.parts.append  # what such an app calls for each chunk
+
+    def close(self) -> None:
+        self.store.add_message(self.session_id, "assistant", "".join(self.parts))
+
+
 class SaveOnFinish:
     """The baseline that loses answers: one INSERT when the stream ends."""
 
@@ -60,21 +72,7 @@ class SaveOnFinish:
         self.store = store
 
     def open(self, session_id: str) -> Answer:
-        store = self.store
-
-        class A:
-            message_id = None  # known only once saved
-
-            def __init__(self) -> None:
-                self.parts: list[str] = []
-
-            def append(self, piece: str) -> None:
-                self.parts.append(piece)
-
-            def close(self) -> None:
-                store.add_message(session_id, "assistant", "".join(self.parts))
-
-        return A()
+        return _FinishAnswer(self.store, session_id)
 
 
 class SaveEveryChunk:
@@ -170,6 +168,26 @@ class PerDraftFlush:
         return A()
 
 
+class _DraftAnswer:
+    def __init__(self, draft: Draft) -> None:
+        self.draft = draft
+        self.message_id = draft.message_id
+        self.append = draft.append  # the caller's cost is the draft's own
+
+    def close(self) -> None:
+        self.draft.__exit__(None, None, None)
+
+
+class _AsyncDraftAnswer:
+    def __init__(self, draft: AsyncDraft) -> None:
+        self.draft = draft
+        self.message_id = draft.message_id
+        self.append = draft.append
+
+    async def aclose(self) -> None:
+        await self.draft.__aexit__(None, None, None)
+
+
 class ChatPersistDefault:
     """chatpersist as shipped: `store.draft()`, one shared writer, group commit."""
 
@@ -181,31 +199,11 @@ class ChatPersistDefault:
     def open(self, session_id: str) -> Answer:
         draft = self.store.draft(session_id)
         draft.__enter__()
-
-        class A:
-            message_id = draft.message_id
-
-            def append(self, piece: str) -> None:
-                draft.append(piece)
-
-            def close(self) -> None:
-                draft.__exit__(None, None, None)
-
-        return A()
+        return _DraftAnswer(draft)
 
     async def open_async(self, session_id: str) -> AsyncAnswer:
         """What an async app uses: `store.draft_async()`, whose end awaits the final
         write without taking a thread."""
         draft = self.store.draft_async(session_id)
         await draft.__aenter__()
-
-        class A:
-            message_id = draft.message_id
-
-            def append(self, piece: str) -> None:
-                draft.append(piece)
-
-            async def aclose(self) -> None:
-                await draft.__aexit__(None, None, None)
-
-        return A()
+        return _AsyncDraftAnswer(draft)
