@@ -148,6 +148,12 @@ messages = sa.Table(
     # Not on updated_at, which every flush sets: a flush then touches no index
     # (migration 0003, which also gives the table a fillfactor of 70 on PostgreSQL).
     sa.Index("ix_chatpersist_messages_status", "status"),
+    # The writers' stop check reads the pending stop requests (migration 0009).
+    sa.Index(
+        "ix_chatpersist_messages_stop", "stop_requested",
+        postgresql_where=sa.text("stop_requested IS NOT NULL AND finish_reason IS NULL"),
+        sqlite_where=sa.text("stop_requested IS NOT NULL AND finish_reason IS NULL"),
+    ),
     **MYSQL_TABLE_ARGS,
 )
 

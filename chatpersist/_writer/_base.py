@@ -32,7 +32,9 @@ class _Base:
         self._clock = clock
         self._heartbeat = heartbeat_seconds
         self._journal = journal
-        self._cond = threading.Condition()
+        # Drafts take the lock itself (a C call), not the Condition's Python wrapper.
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
         self._drafts: dict[int, DraftState] = {}
         self._stopping = False
         self._waiting = False

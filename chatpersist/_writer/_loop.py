@@ -68,7 +68,7 @@ class Writer(_Scheduler, _Stops, _Spill):
             self._cond.notify()
 
     def add(self, state: DraftState, piece: str) -> None:
-        with self._cond:
+        with self._lock:
             if self._stopping:
                 raise StoreClosed("the store is closed: this text cannot be saved any more")
             if state.log is not None:

@@ -1,6 +1,6 @@
 """Stop requests from anywhere: a user's Stop may reach any worker, which records it on
 the row (`ChatStore.request_stop`); the writer of the draft, wherever it runs, reads
-the flags of its open drafts every `stop_poll` seconds (one query for all of them) and
+the pending requests every `stop_poll` seconds (one query for all its drafts) and
 marks them, so the code streaming into a draft stops and ends it 'stopped'."""
 
 from __future__ import annotations
@@ -22,6 +22,16 @@ class _Stops(_GroupCommit):
         super().__init__(**rest)
         self._stop_poll = stop_poll
         self._stops_at = 0.0
+        L = self._layout
+        # chatpersist's own table has an index of the pending stops; an app's own table
+        # is asked by id (by primary key), as it has no such index.
+        self._pending_query = (
+            sa.select(L.id).where(
+                L.stop_requested.is_not(None), L.finish_reason.is_(None), L.status == "streaming"
+            )
+            if L.sessions is not None and L.messages.name == "chatpersist_messages"
+            else None
+        )
 
     def _stops_due_in(self, now: float) -> float | None:
         """Seconds until the next check (under the lock), None without open drafts."""
@@ -48,7 +58,11 @@ class _Stops(_GroupCommit):
         stopped: list[str] = []
         try:
             with self._engine.connect() as conn:
-                for i in range(0, len(ids), _IDS_PER_QUERY):
+                if self._pending_query is not None:
+                    # One query naming no ids (its cost does not grow with the open
+                    # drafts), served by the index of pending stops (migration 0009).
+                    stopped = [str(r[0]) for r in conn.execute(self._pending_query)]
+                for i in range(0, len(ids) if self._pending_query is None else 0, _IDS_PER_QUERY):
                     keys = [L.msg_key(m) for m in ids[i : i + _IDS_PER_QUERY]]
                     query = sa.select(L.id).where(
                         L.id.in_(keys), L.stop_requested.is_not(None), L.status == "streaming"

@@ -30,7 +30,7 @@ from support import MYSQL_URL, fresh_database
 from chatpersist import MessagesTable, _migrate
 from chatpersist.cli import cli
 
-OURS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]
+OURS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"]
 RETROFIT = ["r0001", "r0002", "r0003", "r0004", "r0005"]
 KINDS = ["ours", "retrofit"]
 DDL = re.compile(r"^\s*(CREATE|ALTER|DROP)\b", re.IGNORECASE)
