@@ -76,3 +76,43 @@ def test_a_websocket_close_code_is_kept(store: ChatStore) -> None:
         d.append("x")
         raise Bare(1001, "going away")
     assert store.get_message(d.message_id).error == "Bare: 1001 going away"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_response_task_cancelled_by_its_server(store: ChatStore) -> None:
+    """A cancellation is `cancelled` by default (a shutdown, a timeout); a server that
+    cancels the response task because its client left says so with the documented
+    `d.stop("disconnected")` (what `chatpersist.asgi` does): recorded as a disconnect,
+    with the text kept."""
+    import asyncio
+
+    sid = store.create_session()
+
+    async def respond(client_left: bool) -> str:
+        d = store.draft_async(sid)
+        streaming = asyncio.Event()
+
+        async def generate() -> None:
+            async with d:
+                d.append("partial ")
+                streaming.set()
+                try:
+                    await asyncio.sleep(60)
+                except asyncio.CancelledError:
+                    if client_left:
+                        d.stop("disconnected")
+                    raise
+
+        task = asyncio.create_task(generate())
+        await streaming.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return d.message_id
+
+    plain = store.get_message(asyncio.run(respond(client_left=False)))
+    left = store.get_message(asyncio.run(respond(client_left=True)))
+    assert (plain.finish_reason, plain.content) == ("cancelled", "partial ")
+    assert (left.finish_reason, left.content, left.interrupted) == (
+        "disconnected", "partial ", True,
+    )  # fmt: skip
