@@ -42,8 +42,18 @@ class Loader:
 
     def interrupted(self) -> sa.ColumnElement[bool]:
         """The rule of `Message.interrupted` in SQL (for queries that count or filter
-        without reading the rows): streaming, and either ended abnormally (a
-        finish_reason) or its heartbeat older than the lease."""
+        without reading the rows): streaming, ended abnormally (a finish_reason) or its
+        heartbeat older than the lease, and not waiting for its recovery."""
+        return sa.and_(self._cut(), sa.not_(self._waiting()))
+
+    def recoverable(self) -> sa.ColumnElement[bool]:
+        """What a Recoverer may claim: opted in, with recoveries left, and its writer
+        gone (heartbeat older than the lease, or ended by its process stopping)."""
+        return sa.and_(self._cut(), self._waiting())
+
+    def _cut(self) -> sa.ColumnElement[bool]:
+        """Streaming, and nobody writes it any more: ended abnormally (a finish_reason)
+        or its heartbeat older than the lease."""
         L = self.layout
         cutoff = to_db_time(self.clock.now() - timedelta(seconds=self.lease_seconds))
         beat: Any = L.updated_at
@@ -52,7 +62,6 @@ class Loader:
         return sa.and_(
             L.status == STREAMING,
             sa.or_(L.finish_reason.is_not(None), beat.is_(None), beat < cutoff),
-            sa.not_(self._waiting()),
         )
 
     def _waiting(self) -> sa.ColumnElement[bool]:
@@ -63,20 +72,6 @@ class Loader:
             L.recover_with.is_not(None),
             sa.func.coalesce(L.recoveries, 0) < self.max_recoveries,
             sa.or_(L.finish_reason.is_(None), L.finish_reason.in_(RECOVERABLE_REASONS)),
-        )
-
-    def recoverable(self) -> sa.ColumnElement[bool]:
-        """What a Recoverer may claim: opted in, with recoveries left, and its writer
-        gone (heartbeat older than the lease, or ended by its process stopping)."""
-        L = self.layout
-        cutoff = to_db_time(self.clock.now() - timedelta(seconds=self.lease_seconds))
-        beat: Any = L.updated_at
-        if L.created_at is not None:
-            beat = sa.func.coalesce(L.updated_at, L.created_at)
-        return sa.and_(
-            L.status == STREAMING,
-            self._waiting(),
-            sa.or_(L.finish_reason.is_not(None), beat.is_(None), beat < cutoff),
         )
 
     def messages(self, rows: Iterable[sa.Row[*tuple[Any, ...]]], offset: int = 0) -> list[Message]:
