@@ -44,7 +44,8 @@ WINDOW = timedelta(hours=1)
 
 @dataclass(frozen=True)
 class ActiveAnswer:
-    """A draft being written: live, or stalled (nothing written for a while)."""
+    """A draft being written: live, stalled (nothing written for a while), or
+    recovering (its writer gone, a Recoverer will complete it)."""
 
     session_id: str
     message_id: str
@@ -115,12 +116,15 @@ class Totals:
     stalled: int
     interrupted_last_hour: int
     complete_last_hour: int
+    #: Of the live and stalled: writers gone, waiting for a Recoverer to claim them.
+    recovering: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The counts by name."""
         return {
             "live": self.live,
             "stalled": self.stalled,
+            "recovering": self.recovering,
             "interrupted_last_hour": self.interrupted_last_hour,
             "complete_last_hour": self.complete_last_hour,
         }
@@ -188,6 +192,8 @@ def snapshot(
         L.id.label("id"), L.session_id.label("session_id"), L.role.label("role"),
         L.model.label("model"), L.finish_reason.label("reason"), created.label("created"),
         beat.label("beat"), length.label("length"),
+        # Its writer is gone and a Recoverer will complete it (see `Message.recovering`).
+        sa.case((store.loader.recoverable(), 1), else_=0).label("waiting"),
     )  # fmt: skip
     answers_q = sa.select(*columns).where(active).order_by(created.desc(), L.id).limit(limit)
     cut_q = sa.select(*columns).where(interrupted).order_by(beat.desc(), L.id).limit(limit)
@@ -199,6 +205,7 @@ def snapshot(
     totals_q = sa.select(
         count(sa.and_(active, sa.not_(beat < quiet_since))).label("live"),
         count(stalled).label("stalled"),
+        count(store.loader.recoverable()).label("recovering"),
         count(sa.and_(interrupted, beat >= window)).label("interrupted"),
         count(
             sa.and_(L.status == COMPLETE, L.role == "assistant", beat >= window)
@@ -216,7 +223,7 @@ def snapshot(
         age = max(0.0, (now - started).total_seconds())
         idle = max(0.0, (now - heartbeat).total_seconds())
         n = int(r.length or 0)
-        state = "stalled" if idle > quiet else "live"
+        state = "recovering" if r.waiting else "stalled" if idle > quiet else "live"
         before = was.get(str(r.id))
         if state == "live" and before and before.state == "stalled" and before.length == n:
             state = "stalled"  # only its lease was refreshed
@@ -236,7 +243,7 @@ def snapshot(
                 started, ended, max(0.0, (now - ended).total_seconds()), int(r.length or 0),
             )  # fmt: skip
         )
-    totals = Totals(live, still, int(t.interrupted), int(t.complete))
+    totals = Totals(live, still, int(t.interrupted), int(t.complete), int(t.recovering))
     return Activity(now, store.lease_seconds, quiet, tuple(answers), tuple(cuts), totals)
 
 

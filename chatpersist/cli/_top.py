@@ -54,7 +54,8 @@ def summary(act: Activity) -> str:
     t = act.totals
     return (
         f"{act.at:%Y-%m-%d %H:%M:%S} UTC   live {t.live}   stalled {t.stalled}   "
-        f"interrupted (1 h) {t.interrupted_last_hour}   complete (1 h) {t.complete_last_hour}"
+        + (f"recovering {t.recovering}   " if t.recovering else "")
+        + f"interrupted (1 h) {t.interrupted_last_hour}   complete (1 h) {t.complete_last_hour}"
     )
 
 

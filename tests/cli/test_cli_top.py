@@ -73,7 +73,7 @@ def test_json_prints_one_snapshot(writing: Writing) -> None:
     assert run.returncode == 0, run.stderr
     snap = json.loads(run.stdout)
     assert snap["totals"] == {
-        "live": 1, "stalled": 0, "interrupted_last_hour": 1, "complete_last_hour": 1,
+        "live": 1, "stalled": 0, "recovering": 0, "interrupted_last_hour": 1, "complete_last_hour": 1,
     }  # fmt: skip
     (answer,) = snap["answers"]
     assert (answer["message_id"], answer["state"], answer["length"]) == (

@@ -81,7 +81,7 @@ def test_live_stalled_and_interrupted_answers(make_store: Callable[..., ChatStor
             (dead.message_id, "lease_expired", len(DEAD_TEXT), None),
         ]
         assert now.totals.to_dict() == {
-            "live": 1, "stalled": 1, "interrupted_last_hour": 2, "complete_last_hour": 1,
+            "live": 1, "stalled": 1, "recovering": 0, "interrupted_last_hour": 2, "complete_last_hour": 1,
         }  # fmt: skip
         assert (now.lease_seconds, now.stalled_after, now.at) == (30.0, 4.0, clock.now())
         as_json = json.loads(json.dumps(now.to_dict()))
@@ -123,12 +123,12 @@ def test_an_hour_later_the_totals_are_empty(make_store: Callable[..., ChatStore]
         d.append("y")
         d.stop()
     assert snapshot(store).totals.to_dict() == {
-        "live": 0, "stalled": 0, "interrupted_last_hour": 1, "complete_last_hour": 1,
+        "live": 0, "stalled": 0, "recovering": 0, "interrupted_last_hour": 1, "complete_last_hour": 1,
     }  # fmt: skip
     clock.advance(3601)
     later = snapshot(store)
     assert later.totals.to_dict() == {
-        "live": 0, "stalled": 0, "interrupted_last_hour": 0, "complete_last_hour": 0,
+        "live": 0, "stalled": 0, "recovering": 0, "interrupted_last_hour": 0, "complete_last_hour": 0,
     }  # fmt: skip
     assert [i.reason for i in later.interrupted] == ["stopped"]  # still listed, older
     with pytest.raises(ValueError):

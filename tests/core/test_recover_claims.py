@@ -37,6 +37,9 @@ def test_a_crashed_opted_in_answer_is_recovering_and_claimed_once(
     m = later.get_message(d.message_id)  # type: ignore[attr-defined]
     assert (m.recovering, m.interrupted, m.live, m.recover_with) == (True, False, True, "fake")
     assert later.interrupted() == []  # the audit does not count it as cut
+    seen = later.activity()  # what `chatpersist top` shows
+    assert [(a.message_id, a.state) for a in seen.answers] == [(m.id, "recovering")]
+    assert seen.totals.recovering == 1
     assert later.sweep() == 0  # nor does sweep mark it abandoned
     (claimed,) = later.claim_recoverable(5)
     assert claimed.id == d.message_id and claimed.recoveries == 1  # type: ignore[attr-defined]
