@@ -244,10 +244,12 @@ class Recoverer:
                 message_id=str(target.id),
             )  # fmt: skip
         except Exception:  # noqa: BLE001 - one answer's failure must not stop the others
-            self.failed += 1
+            with self._lock:  # recoveries run in threads of their own
+                self.failed += 1
             log.exception("chatpersist: recovery of %r with %r failed", target.id, spec)
             return
-        self.completed += m.complete
+        with self._lock:
+            self.completed += m.complete
         log.info("chatpersist: recovered %r (%s)", target.id, m.status)
 
 
