@@ -11,7 +11,7 @@ quiet, though its writer still holds the lease).
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -42,6 +42,20 @@ LEASE_EXPIRED = "lease_expired"
 WINDOW = timedelta(hours=1)
 
 
+def _plain(row: Any, places: dict[str, int]) -> dict[str, Any]:
+    """A dataclass's fields as JSON-ready values: times as ISO 8601, the fields named
+    in `places` rounded to that many decimals."""
+    out: dict[str, Any] = {}
+    for f in fields(row):
+        value = getattr(row, f.name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif f.name in places:
+            value = round(value, places[f.name])
+        out[f.name] = value
+    return out
+
+
 @dataclass(frozen=True)
 class ActiveAnswer:
     """A draft being written: live, stalled (nothing written for a while), or
@@ -63,19 +77,7 @@ class ActiveAnswer:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values (times as ISO 8601, durations in seconds)."""
-        return {
-            "session_id": self.session_id,
-            "message_id": self.message_id,
-            "role": self.role,
-            "model": self.model,
-            "started_at": self.started_at.isoformat(),
-            "heartbeat_at": self.heartbeat_at.isoformat(),
-            "age": round(self.age, 3),
-            "idle": round(self.idle, 3),
-            "length": self.length,
-            "rate": round(self.rate, 1),
-            "state": self.state,
-        }
+        return _plain(self, {"age": 3, "idle": 3, "rate": 1})
 
 
 @dataclass(frozen=True)
@@ -95,17 +97,7 @@ class InterruptedAnswer:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values (times as ISO 8601, durations in seconds)."""
-        return {
-            "session_id": self.session_id,
-            "message_id": self.message_id,
-            "role": self.role,
-            "model": self.model,
-            "reason": self.reason,
-            "started_at": self.started_at.isoformat(),
-            "ended_at": self.ended_at.isoformat(),
-            "ago": round(self.ago, 3),
-            "length": self.length,
-        }
+        return _plain(self, {"ago": 3})
 
 
 @dataclass(frozen=True)
