@@ -119,7 +119,7 @@ class PerDraftFlush:
     def __init__(self, store: ChatStore, clock: Any) -> None:
         self.store = store
         self.clock = clock
-        self.stmt = _sql.append_update(store.layout)
+        self.stmt = _sql.append_update(store.layout, store.engine.dialect.name)
 
     def open(self, session_id: str) -> Answer:
         outer = self
@@ -145,7 +145,7 @@ class PerDraftFlush:
                 params = {
                     _sql.P_ID: mid, _sql.P_WRITER: "", _sql.P_PREV: self.seq - 1, _sql.P_SEQ: self.seq,
                     _sql.P_DELTA: "".join(self.pending), _sql.P_STATUS: status,
-                    _sql.P_REASON: None if status == STREAMING else "stop",
+                    _sql.P_REASON: None if status == STREAMING else "stop", _sql.P_PARTS: None,
                     _sql.P_NOW: to_db_time(store.clock.now()),
                     **{_sql.extra_param(f): None for f in _sql.EXTRAS},
                 }  # fmt: skip

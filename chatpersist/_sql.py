@@ -92,7 +92,7 @@ def parts_value(layout: Layout, dialect: str, value: Any, *, concat: bool) -> An
 
 
 def flush_update(
-    layout: Layout, *, whole: bool = False, concat: bool = True, dialect: str = "sqlite"
+    layout: Layout, *, dialect: str, whole: bool = False, concat: bool = True
 ) -> sa.Update:
     """One flush: add the new text (`concat`) or set the text (not `concat`), with the
     seq, status and facts. `whole` guards it as a rewrite (the row may be behind)
@@ -127,7 +127,7 @@ def flush_update(
     )
 
 
-def append_update(layout: Layout, dialect: str = "sqlite") -> sa.Update:
+def append_update(layout: Layout, dialect: str) -> sa.Update:
     """Add only the new text: the row must be exactly at the previous seq."""
     return flush_update(layout, dialect=dialect)
 
