@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .._schema import messages
 from ._base import log
 from ._commit import _GroupCommit
 from ._state import DraftState
@@ -29,7 +30,7 @@ class _Stops(_GroupCommit):
             sa.select(L.id).where(
                 L.stop_requested.is_not(None), L.finish_reason.is_(None), L.status == "streaming"
             )
-            if L.sessions is not None and L.messages.name == "chatpersist_messages"
+            if L.messages is messages  # chatpersist's own table (migration 0009)
             else None
         )
 
@@ -53,21 +54,9 @@ class _Stops(_GroupCommit):
             }
         if not open_:
             return
-        L = self._layout
-        ids = list(open_)
-        stopped: list[str] = []
         try:
             with self._engine.connect() as conn:
-                if self._pending_query is not None:
-                    # One query naming no ids (its cost does not grow with the open
-                    # drafts), served by the index of pending stops (migration 0009).
-                    stopped = [str(r[0]) for r in conn.execute(self._pending_query)]
-                for i in range(0, len(ids) if self._pending_query is None else 0, _IDS_PER_QUERY):
-                    keys = [L.msg_key(m) for m in ids[i : i + _IDS_PER_QUERY]]
-                    query = sa.select(L.id).where(
-                        L.id.in_(keys), L.stop_requested.is_not(None), L.status == "streaming"
-                    )
-                    stopped += [str(r[0]) for r in conn.execute(query)]
+                stopped = self._stopped(conn, list(open_))
         except Exception as exc:  # noqa: BLE001 - a stop check never breaks the writer
             log.debug("chatpersist: stop check failed: %s", exc)
             return
@@ -76,3 +65,19 @@ class _Stops(_GroupCommit):
                 state = open_.get(mid)
                 if state is not None:
                     state.stop_requested = True
+
+    def _stopped(self, conn: sa.Connection, ids: list[str]) -> list[str]:
+        """The ids with a pending stop request: of any process when the table has the
+        index of pending stops (its cost then does not grow with the open drafts), else
+        of the `ids` given, by primary key."""
+        if self._pending_query is not None:
+            return [str(r[0]) for r in conn.execute(self._pending_query)]
+        L = self._layout
+        stopped: list[str] = []
+        for i in range(0, len(ids), _IDS_PER_QUERY):
+            keys = [L.msg_key(m) for m in ids[i : i + _IDS_PER_QUERY]]
+            query = sa.select(L.id).where(
+                L.id.in_(keys), L.stop_requested.is_not(None), L.status == "streaming"
+            )
+            stopped += [str(r[0]) for r in conn.execute(query)]
+        return stopped

@@ -123,3 +123,52 @@ def test_one_query_checks_every_open_draft(make_store: Callable[..., ChatStore],
     finally:
         for d in drafts:
             d.__exit__(None, None, None)
+
+
+def test_a_stop_on_an_apps_own_table(db_url: str) -> None:
+    """An app's own table has no index of pending stops: its writers ask by id, and a
+    Stop from another worker ends the answer the same way."""
+    import sqlalchemy as sa
+
+    from chatpersist import MessagesTable, _migrate
+
+    engine = sa.create_engine(db_url)
+    md = sa.MetaData()
+    sa.Table(
+        "app_messages", md,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("session_id", sa.String(64), nullable=False),
+        sa.Column("role", sa.String(32), nullable=False),
+        sa.Column("content", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+    )  # fmt: skip
+    md.create_all(engine)
+    target = MessagesTable("app_messages")
+    try:
+        with ChatStore(engine, table=target, stop_poll=0.05) as store:
+            store.migrate()
+            assert store._writer._pending_query is None  # asked by id
+            other = ChatStore(engine, table=target)
+            with store.draft("s1") as d:
+                d.append("before ")
+                d.flush()
+                assert other.request_stop(d.message_id)
+                deadline = time.monotonic() + 5
+                while not d.stop_requested and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                assert d.stop_requested
+                d.stop("stopped")
+            other.close()
+            m = store.get_message(d.message_id)
+            assert (m.content, m.finish_reason) == ("before ", "stopped")
+    finally:
+        _migrate.downgrade(engine, "base", target)
+        md.drop_all(engine)
+        engine.dispose()
+
+
+def test_chatpersists_own_table_asks_for_pending_stops_without_ids(
+    make_store: Callable[..., ChatStore],
+) -> None:
+    store = make_store()
+    assert store._writer._pending_query is not None
